@@ -1,0 +1,148 @@
+"""The ``fr`` command: LightningCLI (fit/validate/test/predict) plus ``fr export``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from argparse import ArgumentError
+from pathlib import Path
+
+# Defaults that must be in place before wandb / albumentations are imported.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+
+def _wandb_key_available() -> bool:
+    """True when W&B could log online without prompting (an API key in the env or ~/.netrc)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return "api.wandb.ai" in netrc.read_text()
+    except OSError:
+        return False
+
+
+def _configure_wandb_env() -> None:
+    """Never prompt or hang: without a key, W&B runs offline (users sync later)."""
+    if not _wandb_key_available():
+        os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("WANDB_DISABLE_GIT", "true")
+
+
+_configure_wandb_env()
+
+import lightning.pytorch as pl  # noqa: E402
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint  # noqa: E402
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback  # noqa: E402
+
+from fr_lightning.tools.config_errors import config_files, locate  # noqa: E402
+from fr_lightning.utils.rundir import run_dir  # noqa: E402
+
+
+class RunDirSaveConfig(SaveConfigCallback):
+    """Saves the resolved config as ``<run dir>/config.yaml`` next to the run's checkpoints."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.already_saved:
+            return
+        path = run_dir(trainer) / self.config_filename
+        if trainer.is_global_zero:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.parser.save(self.config, str(path), skip_none=False, overwrite=True, multifile=self.multifile)
+        self.already_saved = True
+        self.already_saved = trainer.strategy.broadcast(self.already_saved)
+
+
+class LRMonitor(LearningRateMonitor):
+    """LearningRateMonitor that stays quiet (instead of failing) when logging is switched off."""
+
+    def on_train_start(self, trainer: pl.Trainer, *args: object, **kwargs: object) -> None:
+        if trainer.loggers:
+            super().on_train_start(trainer, *args, **kwargs)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: object, **kwargs: object) -> None:
+        if trainer.loggers:
+            super().on_train_batch_start(trainer, *args, **kwargs)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: object, **kwargs: object) -> None:
+        if trainer.loggers:
+            super().on_train_epoch_start(trainer, *args, **kwargs)
+
+
+class WandbNotice(pl.Callback):
+    """Prints where an offline W&B run went and how to upload it."""
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero or os.environ.get("WANDB_MODE") != "offline":
+            return
+        for logger in trainer.loggers:
+            experiment = getattr(logger, "experiment", None)
+            directory = getattr(experiment, "dir", None)
+            if isinstance(directory, str) and directory:
+                print(f"\nW&B logged offline to {Path(directory).parent}\n  upload it with: wandb sync {Path(directory).parent}")
+
+
+class FaceCLI(LightningCLI):
+    """LightningCLI with the project's always-on callbacks and the data -> model links."""
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: object) -> None:
+        """Parse, and on a config error name the YAML file and key responsible before exiting."""
+        parser.exit_on_error = False
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            argv = list(args) if isinstance(args, list) else sys.argv[1:]
+            where = locate(str(err), config_files(argv), argv)
+            lines = [f"fr: invalid configuration: {err}"]
+            if where:
+                lines.append("The problem is at:")
+                lines += [f"  {w}" for w in where]
+            print("\n".join(lines), file=sys.stderr)
+            raise SystemExit(2) from None
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "step{step:07d}", "checkpoint.auto_insert_metric_name": False})
+        parser.add_lightning_class_args(LRMonitor, "lr_monitor")
+        parser.set_defaults({"lr_monitor.logging_interval": "step"})
+        parser.add_lightning_class_args(WandbNotice, "wandb_notice")
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+
+
+def cli_main(args: list[str] | None = None, run: bool = True) -> FaceCLI:
+    """Build (and by default run) the CLI; ``args`` replaces ``sys.argv[1:]`` (tests use it)."""
+    return FaceCLI(
+        pl.LightningModule,
+        pl.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_callback=RunDirSaveConfig,
+        seed_everything_default=0,
+        trainer_defaults={
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.WandbLogger",
+                "init_args": {"project": "fr-lightning", "save_dir": "runs"},
+            },
+            "default_root_dir": "runs",
+        },
+        parser_kwargs={"default_env": False, "exit_on_error": False},
+        args=args,
+        run=run,
+        auto_configure_optimizers=False,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``fr`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "export":
+        from fr_lightning.tools.export import main as export_main
+
+        export_main(argv[1:])
+        return
+    cli_main(None if argv == sys.argv[1:] else argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""FaceDataModule: one training source plus a list of verification sets."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader, Dataset
+
+from fr_lightning.batch import collate_faces
+from fr_lightning.data.pairs import PairImages, PairSet
+from fr_lightning.data.sources import SyntheticSource, TrainSource, ValSource, default_val_sets
+
+
+class FaceDataModule(pl.LightningDataModule):
+    """Serves a training source and verification sets to the trainer.
+
+    Args:
+        train: training source (default: the synthetic renderer).
+        val_sets: verification sets evaluated every validation run (default: synth-lfw,
+            synth-cfpfp, synth-lowres); an empty list disables validation.
+        test_sets: verification sets for ``fr test`` (default: the same as ``val_sets``).
+        image_size: square input size in px (112 standard; 56 for small CPU runs).
+        batch_size: training batch size per device.
+        val_batch_size: evaluation batch size per device.
+        num_workers: DataLoader worker processes.
+        hflip: random horizontal flip of training images (landmarks follow).
+    """
+
+    def __init__(
+        self,
+        train: TrainSource | None = None,
+        val_sets: list[ValSource] | None = None,
+        test_sets: list[ValSource] | None = None,
+        image_size: int = 112,
+        batch_size: int = 128,
+        val_batch_size: int = 256,
+        num_workers: int = 2,
+        hflip: bool = True,
+    ) -> None:
+        super().__init__()
+        self.train_source = train if train is not None else SyntheticSource()
+        self.val_sources = default_val_sets() if val_sets is None else list(val_sets)
+        self.test_sources = self.val_sources if test_sets is None else list(test_sets)
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size
+        self.num_workers = num_workers
+        self.hflip = hflip
+        self.train_set: Dataset | None = None
+        self.val_pairs: list[PairSet] = []
+        self.test_pairs: list[PairSet] = []
+
+    @property
+    def num_classes(self) -> int:
+        """Identities in the training source (the CLI links this into the model)."""
+        return self.train_source.num_classes
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.train_set is None:
+            self.train_set = self.train_source.dataset(self.image_size, self.hflip)
+        if stage in ("fit", "validate") and not self.val_pairs:
+            self.val_pairs = [s.build(self.image_size) for s in self.val_sources]
+        if stage == "test" and not self.test_pairs:
+            self.test_pairs = [s.build(self.image_size) for s in self.test_sources]
+
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, collate=None) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=collate,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None, "setup('fit') builds the training set"
+        return self._loader(self.train_set, self.batch_size, shuffle=True, collate=collate_faces)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [self._loader(PairImages(p), self.val_batch_size, shuffle=False) for p in self.val_pairs]
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._loader(PairImages(p), self.val_batch_size, shuffle=False) for p in self.test_pairs]
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        pairs = self.test_pairs or [s.build(self.image_size) for s in self.test_sources]
+        return [self._loader(PairImages(p), self.val_batch_size, shuffle=False) for p in pairs]
+
+    def pair_sets(self, stage: str) -> list[PairSet]:
+        """The pair sets evaluated in ``stage`` (``validate`` or ``test``), in dataloader order."""
+        return self.test_pairs if stage == "test" else self.val_pairs

@@ -1,0 +1,111 @@
+"""Verification callback: collects flip-test embeddings and logs the 10-fold protocol's metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor
+
+from fr_lightning.eval.plots import roc_plot
+from fr_lightning.utils.rundir import run_dir
+from fr_lightning.eval.verification import evaluate_pairs, l2_normalize, pair_scores, roc_curve
+
+
+def log_image(trainer: pl.Trainer, key: str, path: Path) -> None:
+    """Send a PNG to the W&B logger (other loggers keep the file on disk only)."""
+    for logger in trainer.loggers:
+        if hasattr(logger, "log_image"):
+            logger.log_image(key=key, images=[str(path)])
+
+
+class VerificationCallback(pl.Callback):
+    """Evaluates every verification set of the data module after each validation/test run.
+
+    Logs ``val/<set>/acc``, ``acc_std``, ``val@far=1e-3``, ``tar@far=1e-4|1e-3|1e-2``, ``auc`` and
+    ``embedding_norm``; saves a ROC plot of all sets. Under DDP each rank embeds its share;
+    embeddings are gathered and re-ordered by index so the protocol sees every pair once.
+
+    Args:
+        plots: save (and log to W&B) a ROC plot after each evaluation.
+    """
+
+    def __init__(self, plots: bool = True) -> None:
+        self.plots = plots
+        self._emb: dict[int, list[Tensor]] = {}
+        self._idx: dict[int, list[Tensor]] = {}
+        #: Last computed metrics per set (handy for scripts and experiments).
+        self.results: dict[str, dict[str, float]] = {}
+        #: Last gathered, L2-normalised embeddings per set (for extra reports such as per-yaw accuracy).
+        self.embeddings: dict[str, np.ndarray] = {}
+
+    def _reset(self) -> None:
+        self._emb, self._idx = {}, {}
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._reset()
+
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._reset()
+
+    def _collect(self, outputs: Any, dataloader_idx: int) -> None:
+        self._emb.setdefault(dataloader_idx, []).append(outputs["embeddings"].detach())
+        self._idx.setdefault(dataloader_idx, []).append(outputs["index"].detach())
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # type: ignore[no-untyped-def]
+        self._collect(outputs, dataloader_idx)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # type: ignore[no-untyped-def]
+        self._collect(outputs, dataloader_idx)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._evaluate(trainer, pl_module, "val", trainer.datamodule.pair_sets("validate"))
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._evaluate(trainer, pl_module, "test", trainer.datamodule.pair_sets("test"))
+
+    def _gather(self, pl_module: pl.LightningModule, k: int, n_images: int) -> np.ndarray | None:
+        """All embeddings of set ``k`` in image order, or None if some were not embedded (limited runs)."""
+        emb = torch.cat(self._emb[k])
+        idx = torch.cat(self._idx[k])
+        if pl_module.trainer.world_size > 1:
+            emb = pl_module.all_gather(emb).flatten(0, 1)
+            idx = pl_module.all_gather(idx).flatten(0, 1)
+        out = np.zeros((n_images, emb.shape[1]), np.float32)
+        seen = np.zeros(n_images, bool)
+        index = idx.cpu().numpy()
+        out[index] = emb.cpu().float().numpy()
+        seen[index] = True
+        if not seen.all():
+            return None
+        return out
+
+    def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prefix: str, sets: list) -> None:
+        curves = {}
+        for k, pairs in enumerate(sets):
+            if k not in self._emb:
+                continue
+            raw = self._gather(pl_module, k, pairs.num_images)
+            if raw is None:
+                rank_zero_warn(f"{pairs.name}: only part of the set was embedded (limit_*_batches / fast_dev_run); not evaluated")
+                continue
+            metrics = evaluate_pairs(raw, pairs.issame)
+            metrics["embedding_norm"] = float(np.linalg.norm(raw, axis=1).mean())
+            self.results[pairs.name] = metrics
+            self.embeddings[pairs.name] = l2_normalize(raw)
+            for key in ("acc", "acc_std", "val", "far", "tar@far=1e-4", "tar@far=1e-3", "tar@far=1e-2", "auc", "embedding_norm"):
+                if key in metrics:
+                    name = "val@far=1e-3" if key == "val" else key
+                    pl_module.log(f"{prefix}/{pairs.name}/{name}", float(metrics[key]), add_dataloader_idx=False, sync_dist=False)
+            fpr, tpr, _ = roc_curve(pair_scores(raw), pairs.issame)
+            curves[pairs.name] = (fpr, tpr)
+        self._reset()
+        if self.plots and curves and trainer.is_global_zero and not trainer.fast_dev_run:
+            path = run_dir(trainer) / "plots" / f"{prefix}_roc_step{trainer.global_step}.png"
+            roc_plot(curves, path)
+            log_image(trainer, f"{prefix}/roc", path)

@@ -1,0 +1,1 @@
+"""Pure functions the methods are built on (no Lightning inside)."""

@@ -1,0 +1,220 @@
+"""FaceRecognitionModule: backbone + classifier + margin head + stacked method hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from fr_lightning.batch import FaceBatch
+from fr_lightning.functional.reduce import combine_weights, reduce_loss
+from fr_lightning.heads.base import MarginHead
+from fr_lightning.methods.base import Method, check_methods
+from fr_lightning.schedules import LRSchedule
+
+#: Builds the classifier from (embedding_dim, num_classes); YAML gives it as a class_path.
+ClassifierFactory = Callable[[int, int], nn.Module]
+#: Builds the optimizer from parameter groups; YAML gives it as a class_path (torch.optim.SGD, ...).
+OptimizerFactory = Callable[[Iterator[nn.Parameter]], Optimizer]
+
+
+@dataclass
+class StepOutput:
+    """What one forward pass produced, handed to every method's hooks.
+
+    Attributes:
+        embeddings: raw (unnormalised) backbone output ``[B, D]``.
+        cosine: classifier cosines ``[B, C']``.
+        labels: labels as the classifier returned them (``-1`` = no positive in this shard).
+        logits: scaled logits from the head.
+        per_sample_loss: supervised loss per sample ``[B]`` before weighting.
+        features: the backbone's last-stage feature map, when a method asked for it.
+    """
+
+    embeddings: Tensor
+    cosine: Tensor
+    labels: Tensor
+    logits: Tensor
+    per_sample_loss: Tensor
+    features: Tensor | None = None
+
+
+class FaceRecognitionModule(pl.LightningModule):
+    """Trains a face-embedding backbone with a margin-based classification loss.
+
+    Args:
+        backbone: the embedding network (``forward(images) -> [B, D]``, ``embedding_dim``, ``feature_layer``).
+        head: margin head turning cosines into logits (ArcFace, CosFace, ...).
+        num_classes: number of identities; the CLI links it from the data module.
+        classifier: class building the classifier from ``(embedding_dim, num_classes)``; default ``FullFC``.
+        optimizer: optimizer class for the parameter groups; default SGD(lr=0.1, momentum=0.9, weight_decay=5e-4).
+        lr_schedule: per-step schedule; default polynomial decay (power 2) without warm-up.
+        no_decay_norm_and_bias: exclude 1-D parameters (BN/PReLU weights, biases) from weight decay.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: MarginHead,
+        num_classes: int = 1000,
+        classifier: ClassifierFactory | None = None,
+        optimizer: OptimizerFactory | None = None,
+        lr_schedule: LRSchedule | None = None,
+        no_decay_norm_and_bias: bool = True,
+    ) -> None:
+        super().__init__()
+        # The resolved YAML (saved by the CLI) is the record of hyper-parameters; the checkpoint
+        # keeps only tensors and plain values so it loads with torch.load(weights_only=True).
+        self.backbone = backbone
+        self.head = head
+        self.num_classes = num_classes
+        embedding_dim = int(getattr(backbone, "embedding_dim"))
+        if classifier is None:
+            from fr_lightning.classifiers import FullFC
+
+            self.classifier = FullFC(embedding_dim, num_classes, getattr(head, "subcenters", 1))
+        else:
+            self.classifier = classifier(embedding_dim, num_classes)
+        head_k, fc_k = getattr(head, "subcenters", 1), getattr(self.classifier, "subcenters", 1)
+        if head_k != fc_k:
+            raise ValueError(
+                f"model.init_args.head has subcenters={head_k} but model.init_args.classifier has "
+                f"subcenters={fc_k}; set both to the same value."
+            )
+        self.optimizer_factory = optimizer
+        self.lr_schedule = lr_schedule or LRSchedule()
+        self.no_decay_norm_and_bias = no_decay_norm_and_bias
+        self.method_modules = nn.ModuleDict()
+        self.methods: list[Method] = []
+        self._features: Tensor | None = None
+        self._hook: torch.utils.hooks.RemovableHandle | None = None
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, stage: str) -> None:
+        """Collect the trainer's Method callbacks, validate them and register their parts."""
+        methods = [cb for cb in self.trainer.callbacks if isinstance(cb, Method)]
+        self.attach_methods(methods)
+
+    def attach_methods(self, methods: list[Method]) -> None:
+        """Sort, validate and build ``methods`` (also usable without a trainer, e.g. in tests)."""
+        self.methods = check_methods(methods)
+        for method in self.methods:
+            if method.name not in self.method_modules:
+                part = method.build(self)
+                if part is not None:
+                    self.method_modules[method.name] = part
+        if any(getattr(m, "uses_features", False) for m in self.methods) and self._hook is None:
+            layer = self.backbone.get_submodule(self.backbone.feature_layer)
+            self._hook = layer.register_forward_hook(self._keep_features)
+
+    def _keep_features(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        self._features = output
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, images: Tensor) -> Tensor:
+        """Raw embeddings ``[B, D]`` of normalised images."""
+        return self.backbone(images)
+
+    def embed(self, images: Tensor, flip: bool = True) -> Tensor:
+        """Evaluation embedding: raw embedding plus that of the mirrored image (flip test), unnormalised."""
+        emb = self.backbone(images)
+        if flip:
+            emb = emb + self.backbone(torch.flip(images, dims=[3]))
+        return emb
+
+    def forward_train(self, images: Tensor, labels: Tensor) -> StepOutput:
+        """Backbone -> classifier -> head -> per-sample loss for one view of the batch."""
+        self._features = None
+        embeddings = self.backbone(images)
+        features = self._features
+        cosine, target = self.classifier(embeddings, labels)
+        norms = embeddings.float().norm(dim=1)
+        unit = F.normalize(embeddings.float(), dim=1)
+        logits = self.head(cosine, target, norms=norms, embeddings=unit)
+        per_sample = self.head.loss(cosine, target, norms=norms, embeddings=unit)
+        if per_sample is None:
+            per_sample = self.classifier.cross_entropy(logits, target)
+        return StepOutput(embeddings, cosine, target, logits, per_sample, features)
+
+    def training_step(self, batch: FaceBatch, batch_idx: int) -> Tensor:
+        """Apply method transforms, compute the weighted supervised loss plus method terms."""
+        for method in self.methods:
+            batch = method.transform_batch(batch, self)
+        out = self.forward_train(batch.images, batch.labels)
+        weights = [w for m in self.methods if (w := m.sample_weights(batch, out, self)) is not None]
+        loss = reduce_loss(out.per_sample_loss, combine_weights(weights), valid=out.labels >= 0)
+        bsz = len(batch)
+        self.log("train/loss/ce", loss.detach(), batch_size=bsz)
+        terms: dict[str, Tensor] = {f"head/{k}": v for k, v in self.head.loss_terms(out.embeddings.float().norm(dim=1)).items()}
+        for method in self.methods:
+            for key, value in method.loss_terms(batch, out, self).items():
+                terms[f"{method.name}/{key}"] = value
+        for key, value in terms.items():
+            loss = loss + value
+            self.log(f"train/loss/{key}", value.detach(), batch_size=bsz)
+        with torch.no_grad():
+            valid = out.labels >= 0
+            pred = self.classifier.predict(out.logits)
+            acc = (pred[valid] == out.labels[valid]).float().mean() if valid.any() else pred.new_zeros((), dtype=torch.float32)
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=bsz)
+        self.log("train/acc", acc, prog_bar=True, batch_size=bsz)
+        self.log("train/embedding_norm", out.embeddings.detach().float().norm(dim=1).mean(), batch_size=bsz)
+        return loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+        """Flip-test embeddings of one verification batch (the verification callback evaluates them)."""
+        return {"embeddings": self.embed(batch["images"]).float(), "index": batch["index"]}
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+        """Same as validation, on the test verification sets."""
+        return self.validation_step(batch, batch_idx, dataloader_idx)
+
+    def predict_step(self, batch: dict[str, Tensor] | FaceBatch, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        """L2-normalised flip-test embeddings."""
+        images = batch.images if isinstance(batch, FaceBatch) else batch["images"]
+        return F.normalize(self.embed(images).float(), dim=1)
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """The verification evaluator is part of the model: it runs whatever trainer is used."""
+        from fr_lightning.eval.callbacks import VerificationCallback
+
+        if any(isinstance(cb, VerificationCallback) for cb in self.trainer.callbacks):
+            return []
+        return [VerificationCallback()]
+
+    # ---------------------------------------------------------- optimisation
+    def parameter_groups(self) -> list[dict[str, object]]:
+        """Two groups: decayed (weights) and, if switched on, non-decayed (1-D: BN, PReLU, bias)."""
+        params = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        if not self.no_decay_norm_and_bias:
+            return [{"params": [p for _, p in params]}]
+        decay = [p for _, p in params if p.ndim > 1]
+        no_decay = [p for _, p in params if p.ndim <= 1]
+        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def configure_optimizers(self) -> dict[str, object]:
+        """Optimizer over the parameter groups and a per-step LambdaLR from ``lr_schedule``."""
+        groups = self.parameter_groups()
+        if self.optimizer_factory is None:
+            optimizer = torch.optim.SGD(groups, lr=0.1, momentum=0.9, weight_decay=5e-4)
+        else:
+            optimizer = self.optimizer_factory(groups)
+        total = int(self.trainer.estimated_stepping_batches)
+        schedule = self.lr_schedule
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule.factor(step, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"}}
+
+    # ---------------------------------------------------------------- export
+    def export_backbone(self, path: str | Path) -> Path:
+        """Write only the embedding network's state_dict (insightface ``backbone.pth`` layout)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu() for k, v in self.backbone.state_dict().items()}
+        torch.save(state, path)
+        return path

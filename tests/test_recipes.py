@@ -1,0 +1,40 @@
+"""Every recipe parses and runs one training + one validation batch on CPU (fast_dev_run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fr_lightning.cli import cli_main
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+# Shrink the data so a recipe's fast_dev_run takes seconds, whatever its real size.
+SMALL = [
+    "--trainer.fast_dev_run=1",
+    "--trainer.logger=false",
+    "--trainer.enable_progress_bar=false",
+    "--data.init_args.batch_size=8",
+    "--data.init_args.val_batch_size=16",
+    "--data.init_args.num_workers=0",
+]
+
+
+def test_recipe_list_is_not_empty() -> None:
+    assert RECIPES, "no recipes found"
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_recipe_parses(recipe: Path) -> None:
+    cli = cli_main(["--config", str(recipe), "--trainer.logger=false"], run=False)
+    assert cli.model is not None and cli.datamodule is not None
+    assert cli.model.num_classes == cli.datamodule.num_classes
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_recipe_fast_dev_run(recipe: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cli = cli_main(["fit", "--config", str(recipe), *SMALL])
+    assert cli.trainer.state.finished
+    assert "train/loss" in cli.trainer.callback_metrics
