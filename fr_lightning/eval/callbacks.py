@@ -23,6 +23,15 @@ def log_image(trainer: pl.Trainer, key: str, path: Path) -> None:
             logger.log_image(key=key, images=[str(path)])
 
 
+def summary_table(prefix: str, results: dict[str, dict[str, float]], step: int) -> str:
+    """A compact text table of the main verification metrics (printed after each evaluation)."""
+    lines = [f"\n{prefix} verification at step {step}:", f"  {'set':<18} {'acc':>16} {'tar@far=1e-3':>13} {'auc':>7}"]
+    for name, m in results.items():
+        acc = f"{100 * m['acc']:.2f} ± {100 * m['acc_std']:.2f}"
+        lines.append(f"  {name:<18} {acc:>16} {100 * m.get('tar@far=1e-3', float('nan')):>12.2f}% {m.get('auc', float('nan')):>7.4f}")
+    return "\n".join(lines)
+
+
 class VerificationCallback(pl.Callback):
     """Evaluates every verification set of the data module after each validation/test run.
 
@@ -105,6 +114,8 @@ class VerificationCallback(pl.Callback):
             fpr, tpr, _ = roc_curve(pair_scores(raw), pairs.issame)
             curves[pairs.name] = (fpr, tpr)
         self._reset()
+        if trainer.is_global_zero and self.results and not trainer.sanity_checking:
+            print(summary_table(prefix, {k: v for k, v in self.results.items() if k in curves}, trainer.global_step))
         if self.plots and curves and trainer.is_global_zero and not trainer.fast_dev_run:
             path = run_dir(trainer) / "plots" / f"{prefix}_roc_step{trainer.global_step}.png"
             roc_plot(curves, path)
