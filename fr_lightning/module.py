@@ -159,8 +159,9 @@ class FaceRecognitionModule(pl.LightningModule):
             loss = loss + value
             self.log(f"train/loss/{key}", value.detach(), batch_size=bsz)
         with torch.no_grad():
+            # Accuracy of the nearest centre (no margin), as a classifier would be used.
             valid = out.labels >= 0
-            pred = self.classifier.predict(out.logits)
+            pred = self.classifier.predict(out.cosine)
             acc = (pred[valid] == out.labels[valid]).float().mean() if valid.any() else pred.new_zeros((), dtype=torch.float32)
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=bsz)
         self.log("train/acc", acc, prog_bar=True, batch_size=bsz)

@@ -34,7 +34,8 @@ class FullFC(nn.Module):
         """Per-sample softmax cross-entropy (float32); rows with label -1 get 0."""
         return F.cross_entropy(logits.float(), labels, reduction="none", ignore_index=-1)
 
-    def predict(self, logits: Tensor) -> Tensor:
-        """Arg-max class of each row (for training accuracy)."""
-        # Heads pool sub-centres and may append extra columns (UNPG): only the first C are classes.
-        return logits[:, : self.num_classes].argmax(dim=1)
+    def predict(self, cosine: Tensor) -> Tensor:
+        """Nearest class centre of each row of ``cosine`` (training accuracy, without margins)."""
+        if self.subcenters > 1:
+            cosine = cosine.view(cosine.shape[0], self.num_classes, self.subcenters).amax(dim=2)
+        return cosine.argmax(dim=1)
