@@ -4,8 +4,9 @@
     python experiments/heads.py --heads arcface adasin --seeds 0 --epochs 1   # a quick look
 
 Every run is `recipes/arcface.yaml` with the head swapped by its `configs/heads/<name>.yaml`
-fragment (each head at its published defaults, s included), a smaller budget than the recipe so
-the whole grid fits a CPU session. Results: `experiments/out/heads.{json,md}`.
+fragment (each head at its published defaults except the logit scale, which is the recipe's
+s=32 for all: at s=64 the small CPU backbone does not converge with ArcFace-style margins), and a
+smaller budget than the recipe so the whole grid fits a CPU session. Results: `experiments/out/heads.{json,md}`.
 """
 
 from __future__ import annotations
@@ -44,13 +45,14 @@ def main() -> None:
     parser.add_argument("--identities", type=int, default=1000)
     parser.add_argument("--per-identity", type=int, default=12)
     parser.add_argument("--pairs", type=int, default=2000)
+    parser.add_argument("--scale", type=float, default=32.0, help="logit scale s for every head (the recipe's)")
     args = parser.parse_args()
     common = ["--config", str(ROOT / "recipes" / "arcface.yaml")]
     budget = budget_args(args.epochs, args.identities, args.per_identity, args.pairs)
-    tag = f"e{args.epochs}-i{args.identities}x{args.per_identity}-p{args.pairs}"
+    tag = f"e{args.epochs}-i{args.identities}x{args.per_identity}-p{args.pairs}-s{args.scale:g}"
     results = {}
     for head in args.heads:
-        fragment = ["--config", str(ROOT / "configs" / "heads" / f"{head}.yaml")]
+        fragment = ["--config", str(ROOT / "configs" / "heads" / f"{head}.yaml"), f"--model.init_args.head.init_args.s={args.scale}"]
         results[head] = [run_fit(f"heads-{head}-{tag}", [*common, *fragment, *budget], seed) for seed in args.seeds]
     cmd = "python experiments/heads.py " + " ".join(
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()
