@@ -32,7 +32,6 @@ def budget_args(epochs: int, identities: int, per_identity: int, pairs: int) -> 
         f"--data.init_args.val_sets={val}",
         f"--trainer.max_epochs={epochs}",
         f"--trainer.check_val_every_n_epoch={epochs}",
-        "--checkpoint.save_last=false",
         "--trainer.enable_checkpointing=false",
     ]
 

@@ -1,4 +1,4 @@
-"""The ``fr`` command: LightningCLI (fit/validate/test/predict) plus ``fr export``."""
+"""The ``fr`` command: LightningCLI (fit/validate/test/predict) plus ``fr export`` and ``fr data``."""
 
 from __future__ import annotations
 
@@ -101,6 +101,12 @@ class FaceCLI(LightningCLI):
             print("\n".join(lines), file=sys.stderr)
             raise SystemExit(2) from None
 
+    def _instantiate_trainer(self, config: dict, callbacks: list) -> pl.Trainer:
+        """``--trainer.enable_checkpointing=false`` also removes the always-on checkpoint callback."""
+        if config.get("enable_checkpointing") is False:
+            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+        return super()._instantiate_trainer(config, callbacks)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "step{step:07d}", "checkpoint.auto_insert_metric_name": False})
@@ -140,6 +146,11 @@ def main(argv: list[str] | None = None) -> None:
         from fr_lightning.tools.export import main as export_main
 
         export_main(argv[1:])
+        return
+    if argv and argv[0] == "data":
+        from fr_lightning.tools.data_cli import main as data_main
+
+        data_main(argv[1:])
         return
     cli_main(None if argv == sys.argv[1:] else argv)
 

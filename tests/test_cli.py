@@ -79,6 +79,22 @@ def test_fit_writes_config_checkpoint_and_offline_wandb(tmp_path: Path, monkeypa
     )
     state = torch.load(out, weights_only=True)
     assert set(state) == set(cli.model.backbone.state_dict())
+    # validate / test / predict from the checkpoint, as LightningCLI gives them.
+    last = str(configs[0].parent / "checkpoints" / "last.ckpt")
+    fit_acc = float(cli.trainer.callback_metrics["val/synth-lfw/acc"])
+    val = cli_main(["validate", *TINY, "--trainer.logger=false", f"--ckpt_path={last}"])
+    assert float(val.trainer.callback_metrics["val/synth-lfw/acc"]) == pytest.approx(fit_acc)
+    test = cli_main(["test", *TINY, "--trainer.logger=false", f"--ckpt_path={last}"])
+    assert "test/synth-lfw/acc" in test.trainer.callback_metrics
+    pred = cli_main(["predict", *TINY, "--trainer.logger=false", f"--ckpt_path={last}"])
+    assert pred.trainer.state.finished
+
+
+def test_checkpointing_can_be_switched_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cli = cli_main(["fit", *TINY, "--trainer.logger=false", "--trainer.enable_checkpointing=false", "--trainer.max_steps=1", "--trainer.limit_val_batches=0"])
+    assert cli.trainer.checkpoint_callback is None
+    assert not list(tmp_path.rglob("*.ckpt"))
 
 
 def test_logger_can_be_switched_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
