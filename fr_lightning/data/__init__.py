@@ -2,6 +2,21 @@
 
 from fr_lightning.data.datamodule import FaceDataModule
 from fr_lightning.data.pairs import PairImages, PairSet
+from fr_lightning.data.real_sources import BinPairs, FolderSource, RecordIOSource, StreamingSource
 from fr_lightning.data.sources import SyntheticPairs, SyntheticSource, TrainSource, ValSource
+from fr_lightning.data.transforms import Augment
 
-__all__ = ["FaceDataModule", "PairImages", "PairSet", "SyntheticPairs", "SyntheticSource", "TrainSource", "ValSource"]
+__all__ = [
+    "Augment",
+    "BinPairs",
+    "FaceDataModule",
+    "FolderSource",
+    "PairImages",
+    "PairSet",
+    "RecordIOSource",
+    "StreamingSource",
+    "SyntheticPairs",
+    "SyntheticSource",
+    "TrainSource",
+    "ValSource",
+]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import lightning.pytorch as pl
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from fr_lightning.batch import collate_faces
 from fr_lightning.data.pairs import PairImages, PairSet
@@ -63,10 +63,12 @@ class FaceDataModule(pl.LightningDataModule):
             self.test_pairs = [s.build(self.image_size) for s in self.test_sources]
 
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, collate=None) -> DataLoader:
+        # Streaming (iterable) datasets shuffle and split across ranks/workers themselves.
+        iterable = isinstance(dataset, IterableDataset)
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            shuffle=None if iterable else shuffle,
             drop_last=shuffle,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -1,0 +1,410 @@
+"""``fr data``: write, convert, inspect and align face datasets.
+
+    fr data synth OUT [--identities N --per-identity K --image-size S --format png|jpg --pairs P]
+    fr data convert SRC OUT [--to recordio|shards] [--list FILE] [--landmarks F --group F]
+    fr data make-bin PAIRS OUT [--root DIR] [--image-size S]
+    fr data inspect PATH [--grid PNG] [--samples N]
+    fr data align SRC LANDMARKS OUT [--size 112]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fr_lightning.data.errors import DataFormatError
+
+_FMT = {"png": ".png", "jpg": ".jpg"}
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# --------------------------------------------------------------------------- synth
+
+
+def synth(
+    out: Path,
+    identities: int = 1500,
+    per_identity: int = 20,
+    image_size: int = 112,
+    fmt: str = "jpg",
+    quality: int = 95,
+    pairs: int = 3000,
+    seed: int = 0,
+    nuisance_scale: float = 1.0,
+) -> dict[str, int]:
+    """Write the synthetic faces as ``train.rec/.idx/property`` + ``landmarks.npy``/``group.npy`` + ``.bin`` sets.
+
+    Returns:
+        ``{"images": ..., "classes": ..., <set name>: pairs, ...}``.
+    """
+    from fr_lightning.data.binfile import write_bin
+    from fr_lightning.data.recordio import write_recordio
+    from fr_lightning.data.sources import SyntheticSource, default_val_sets, group_val_sets
+
+    out.mkdir(parents=True, exist_ok=True)
+    source = SyntheticSource(num_identities=identities, samples_per_identity=per_identity, seed=seed, nuisance_scale=nuisance_scale)
+    renderer = source.renderer(image_size)
+    landmarks: list[np.ndarray] = []
+    groups: list[np.ndarray] = []
+    ids_per_batch = max(1, 512 // per_identity)
+
+    def samples() -> Iterator[tuple[np.ndarray, int]]:
+        # Identity c's k-th image is render(c, k), as in SyntheticFaceDataset; identity-major order.
+        for c0 in range(0, identities, ids_per_batch):
+            c1 = min(identities, c0 + ids_per_batch)
+            batch = renderer.render(np.repeat(np.arange(c0, c1), per_identity), np.tile(np.arange(per_identity), c1 - c0))
+            landmarks.append(batch.landmarks.astype(np.float32))
+            groups.append(batch.group.astype(np.int64))
+            yield from zip(batch.images, batch.labels.tolist())
+
+    t0 = time.perf_counter()
+    n = write_recordio(out, samples(), num_classes=identities, img_fmt=_FMT[fmt], quality=quality, image_size=(image_size, image_size))
+    np.save(out / "landmarks.npy", np.concatenate(landmarks))
+    np.save(out / "group.npy", np.concatenate(groups))
+    _say(f"wrote {n} images of {identities} identities to {out}/train.rec ({time.perf_counter() - t0:.1f} s)")
+    result = {"images": n, "classes": identities}
+    if pairs > 0:
+        for s in default_val_sets(pairs) + group_val_sets(pairs):
+            s.seed, s.nuisance_scale = seed, nuisance_scale  # type: ignore[attr-defined]
+            ps = s.build(image_size)
+            images = np.concatenate([ps.load(np.arange(a, min(a + 512, ps.num_images))) for a in range(0, ps.num_images, 512)])
+            write_bin(out / f"{ps.name}.bin", images, ps.issame, img_fmt=_FMT[fmt], quality=quality)
+            result[ps.name] = len(ps.issame)
+            _say(f"wrote {out / (ps.name + '.bin')} ({len(ps.issame)} pairs)")
+    return result
+
+
+# --------------------------------------------------------------------------- convert
+
+
+def _kind(path: Path) -> str:
+    if path.is_file() and path.suffix == ".bin":
+        return "bin"
+    if (path / "train.rec").is_file():
+        return "recordio"
+    if (path / "index.json").is_file():
+        return "shards"
+    if path.is_dir():
+        return "folder"
+    raise FileNotFoundError(f"{path}: not found (expected a RecordIO folder, a shard folder, an image folder or a .bin)")
+
+
+def convert(
+    src: Path,
+    out: Path,
+    to: str | None = None,
+    list_file: str | None = None,
+    chunk_mb: float = 64.0,
+    shuffle: bool = True,
+    seed: int = 0,
+    landmarks: str | None = None,
+    group: str | None = None,
+) -> str:
+    """Folder -> RecordIO, folder -> shards or RecordIO -> shards; returns a one-line summary."""
+    from fr_lightning.data.convert import folder_to_recordio, folder_to_shards, recordio_to_shards
+
+    kind = "folder" if list_file is not None else _kind(src)
+    to = to or ("recordio" if kind == "folder" else "shards")
+    chunk = int(chunk_mb * (1 << 20))
+    if kind == "folder" and to == "recordio":
+        if landmarks or group:
+            raise ValueError("side files are not carried into RecordIO; pass them to the RecordIO source instead")
+        n = folder_to_recordio(src, out, list_file)
+        return f"wrote {n} images to {out}/train.rec"
+    if kind == "folder" and to == "shards":
+        index = folder_to_shards(src, out, list_file, chunk, shuffle, seed, landmarks, group)
+    elif kind == "recordio" and to == "shards":
+        index = recordio_to_shards(src, out, chunk, shuffle, seed, landmarks, group)
+    else:
+        raise ValueError(f"cannot convert {kind} ({src}) to {to}: supported are folder->recordio, folder->shards, recordio->shards")
+    return f"wrote {index['num_samples']} images of {index['num_classes']} classes in {len(index['chunks'])} chunks to {out}"
+
+
+# --------------------------------------------------------------------------- make-bin
+
+
+def make_bin(pairs_file: Path, out: Path, root: Path | None = None, image_size: int | None = None, fmt: str = "jpg") -> int:
+    """Build a ``.bin`` from a text list of ``path1 path2 same`` lines (same: 1/0 or true/false).
+
+    Image bytes are copied as they are unless ``image_size`` asks for a resize (then re-encoded
+    with ``fmt``). Returns the number of pairs.
+    """
+    from fr_lightning.data.binfile import write_bin
+    from fr_lightning.data.recordio import decode_image, encode_image
+    from fr_lightning.data.transforms import resize_face
+
+    root = root if root is not None else pairs_file.parent
+    images: list[bytes] = []
+    issame: list[bool] = []
+    with open(pairs_file, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields or fields[0].startswith("#"):
+                continue
+            flags = {"1": True, "true": True, "0": False, "false": False}
+            if len(fields) != 3 or fields[2].lower() not in flags:
+                raise DataFormatError(f"{pairs_file}, line {lineno}: expected 'path1 path2 1|0', got {line.strip()[:80]!r}")
+            for rel in fields[:2]:
+                p = Path(rel) if Path(rel).is_absolute() else root / rel
+                if not p.is_file():
+                    raise FileNotFoundError(f"{pairs_file}, line {lineno}: image not found: {p}")
+                buf = p.read_bytes()
+                if image_size is not None or p.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+                    img = decode_image(buf, str(p))
+                    if image_size is not None:
+                        img = resize_face(img, None, image_size)[0]
+                    buf = encode_image(img, img_fmt=_FMT[fmt])
+                images.append(buf)
+            issame.append(flags[fields[2].lower()])
+    if not issame:
+        raise DataFormatError(f"{pairs_file}: no pairs")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_bin(out, images, issame)
+    return len(issame)
+
+
+# --------------------------------------------------------------------------- inspect
+
+
+def _histogram_lines(counts: np.ndarray, bins: int = 10) -> list[str]:
+    lo, hi = int(counts.min()), int(counts.max())
+    edges = np.unique(np.linspace(lo, hi + 1, min(bins, hi - lo + 1) + 1).astype(np.int64))
+    hist, _ = np.histogram(counts, bins=edges)
+    width = max(1, int(hist.max()))
+    lines = []
+    for a, b, h in zip(edges[:-1], edges[1:], hist):
+        rng = f"{a}" if b - a == 1 else f"{a}-{b - 1}"
+        lines.append(f"    {rng:>12} images: {int(h):>8} classes  {'#' * max(1 if h else 0, int(40 * h / width))}")
+    return lines
+
+
+def _samples_for_grid(path: Path, kind: str, count: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
+    from fr_lightning.data.recordio import RecordIODataset, decode_image
+
+    rng = np.random.default_rng(seed)
+    if kind == "recordio":
+        rec = RecordIODataset(path)
+        picks = np.sort(rng.choice(len(rec), min(count, len(rec)), replace=False))
+        items = [rec[int(i)] for i in picks]
+        return [im for im, _ in items], [f"{lab}" for _, lab in items]
+    if kind == "folder":
+        from fr_lightning.data.real_sources import scan_folder
+
+        idx = scan_folder(path)
+        picks = np.sort(rng.choice(len(idx.paths), min(count, len(idx.paths)), replace=False))
+        return [decode_image(idx.paths[i].read_bytes(), str(idx.paths[i])) for i in picks], [
+            f"{idx.labels[i]} {idx.keys[i].split('/')[0]}"[:18] for i in picks
+        ]
+    if kind == "shards":
+        from fr_lightning.data.streaming import ShardDataset
+
+        ds = ShardDataset(str(path))
+        chunk = ds.load_chunk(0)
+        picks = np.sort(rng.choice(len(chunk), min(count, len(chunk)), replace=False))
+        return [decode_image(chunk.image(int(i)), f"{path}: sample {i}") for i in picks], [str(int(chunk.labels[i])) for i in picks]
+    from fr_lightning.data.binfile import load_bin
+
+    bins, issame = load_bin(path)
+    n = min(count // 2, len(issame))
+    imgs, labels = [], []
+    for p in range(n):
+        for side in (0, 1):
+            imgs.append(decode_image(bins[2 * p + side], f"{path}: image {2 * p + side}"))
+            labels.append(f"pair {p} {'same' if issame[p] else 'diff'}")
+    return imgs, labels
+
+
+def _save_grid(images: list[np.ndarray], labels: list[str], out: Path, title: str, columns: int = 8) -> None:
+    """PNG grid via a bare matplotlib Figure (Agg canvas, no pyplot global state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = max(1, -(-len(images) // columns))
+    fig = Figure(figsize=(1.6 * columns, 1.8 * rows + 0.4))
+    FigureCanvasAgg(fig)
+    for k, (img, lab) in enumerate(zip(images, labels)):
+        ax = fig.add_subplot(rows, columns, k + 1)
+        ax.imshow(img)
+        ax.set_title(lab, fontsize=7)
+        ax.set_axis_off()
+    fig.suptitle(title, fontsize=9)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=80)
+
+
+def inspect(path: Path, grid: Path | None = None, samples: int = 32, seed: int = 0) -> dict[str, object]:
+    """Print a summary of a dataset (classes, images, images per class) and save a sample grid.
+
+    Returns:
+        The summary numbers (also printed).
+    """
+    kind = _kind(path)
+    info: dict[str, object] = {"kind": kind, "path": str(path)}
+    counts: np.ndarray | None = None
+    if kind == "recordio":
+        from fr_lightning.data.recordio import RecordIODataset
+
+        rec = RecordIODataset(path)
+        counts = np.bincount(rec.labels, minlength=rec.num_classes)
+        info.update(classes=rec.num_classes, images=len(rec), layout=rec.layout, image_size=rec.image_size)
+    elif kind == "folder":
+        from fr_lightning.data.real_sources import scan_folder
+
+        idx = scan_folder(path)
+        counts = np.bincount(idx.labels, minlength=idx.num_classes)
+        info.update(classes=idx.num_classes, images=len(idx.paths))
+    elif kind == "shards":
+        from fr_lightning.data.streaming import ShardDataset
+
+        ds = ShardDataset(str(path))
+        labels = np.concatenate([ds.load_chunk(c).labels for c in range(len(ds.index.files))])
+        counts = np.bincount(labels, minlength=ds.num_classes)
+        info.update(classes=ds.num_classes, images=ds.index.num_samples, chunks=len(ds.index.files), image_size=ds.index.image_size)
+    else:
+        from fr_lightning.data.binfile import load_bin
+
+        bins, issame = load_bin(path)
+        info.update(pairs=len(issame), same=int(issame.sum()), different=int((~issame).sum()), images=len(bins))
+    lines = [f"{path} ({kind})"]
+    lines += [f"  {k}: {v}" for k, v in info.items() if k not in ("kind", "path")]
+    if counts is not None and len(counts):
+        info.update(per_class_min=int(counts.min()), per_class_median=float(np.median(counts)), per_class_max=int(counts.max()))
+        lines.append(
+            f"  images per class: min {counts.min()}  median {np.median(counts):g}  mean {counts.mean():.1f}  max {counts.max()}"
+            f"  (empty classes: {int((counts == 0).sum())})"
+        )
+        lines.append("  histogram:")
+        lines += _histogram_lines(counts)
+    if grid is not None and samples > 0:
+        imgs, labels = _samples_for_grid(path, kind, samples, seed)
+        _save_grid(imgs, labels, grid, f"{path.name} ({kind}): samples with labels")
+        lines.append(f"  sample grid: {grid}")
+        info["grid"] = str(grid)
+    _say("\n".join(lines))
+    return info
+
+
+# --------------------------------------------------------------------------- align
+
+
+def align(src: Path, landmarks_file: Path, out: Path, size: int = 112) -> int:
+    """Align every image listed in a landmarks file (``relative/path x1 y1 ... x5 y5``) into ``out``.
+
+    Output keeps each image's relative path (and format: JPEG q95 / PNG; other formats become PNG).
+    Returns the number of images written.
+    """
+    from fr_lightning.data.align import align_face
+
+    if not src.is_dir():
+        raise FileNotFoundError(f"image folder not found: {src}")
+    if not landmarks_file.is_file():
+        raise FileNotFoundError(f"landmarks file not found: {landmarks_file}")
+    n = 0
+    with open(landmarks_file, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            fields = line.rsplit(maxsplit=10)
+            try:
+                if len(fields) != 11:
+                    raise ValueError
+                lm = np.array([float(v) for v in fields[1:]], dtype=np.float64).reshape(5, 2)
+            except ValueError:
+                raise DataFormatError(f"{landmarks_file}, line {lineno}: expected 'path x1 y1 ... x5 y5', got {line[:80]!r}") from None
+            rel = Path(fields[0])
+            img = cv2.imread(str(src / rel), cv2.IMREAD_COLOR)
+            if img is None:
+                raise DataFormatError(f"{landmarks_file}, line {lineno}: cannot read image {src / rel}")
+            aligned, _ = align_face(img, lm, size)
+            dst = out / rel
+            if dst.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+                dst = dst.with_suffix(".png")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            params = [cv2.IMWRITE_JPEG_QUALITY, 95] if dst.suffix.lower() in (".jpg", ".jpeg") else []
+            if not cv2.imwrite(str(dst), aligned, params):
+                raise OSError(f"cannot write {dst}")
+            n += 1
+    return n
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fr data`` argument parser."""
+    parser = argparse.ArgumentParser(prog="fr data", description="Write, convert, inspect and align face datasets.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write the synthetic faces as RecordIO + .bin verification sets")
+    p.add_argument("out", type=Path)
+    p.add_argument("--identities", type=int, default=1500)
+    p.add_argument("--per-identity", type=int, default=20)
+    p.add_argument("--image-size", type=int, default=112)
+    p.add_argument("--format", choices=sorted(_FMT), default="jpg")
+    p.add_argument("--quality", type=int, default=95, help="JPEG quality")
+    p.add_argument("--pairs", type=int, default=3000, help="pairs per verification set (0: none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nuisance-scale", type=float, default=1.0)
+
+    p = sub.add_parser("convert", help="folder -> RecordIO, folder -> shards, RecordIO -> shards")
+    p.add_argument("src", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--to", choices=["recordio", "shards"], default=None, help="default: recordio for a folder, shards for RecordIO")
+    p.add_argument("--list", dest="list_file", default=None, help="'path label' list instead of identity sub-folders")
+    p.add_argument("--chunk-mb", type=float, default=64.0)
+    p.add_argument("--no-shuffle", dest="shuffle", action="store_false", help="keep source order in the shards")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--landmarks", default=None, help="landmarks side file to carry into shards")
+    p.add_argument("--group", default=None, help="group side file to carry into shards")
+
+    p = sub.add_parser("make-bin", help="pairs list ('path1 path2 1|0') + images -> .bin")
+    p.add_argument("pairs", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--root", type=Path, default=None, help="image root (default: the pairs file's folder)")
+    p.add_argument("--image-size", type=int, default=None, help="resize (and re-encode) to this size")
+    p.add_argument("--format", choices=sorted(_FMT), default="jpg")
+
+    p = sub.add_parser("inspect", help="classes, images, images per class, PNG grid of samples")
+    p.add_argument("path", type=Path)
+    p.add_argument("--grid", type=Path, default=None, help="PNG to write (default: inspect-<name>.png)")
+    p.add_argument("--samples", type=int, default=32, help="images in the grid (0: no grid)")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("align", help="5-point similarity alignment of a folder to the 112x112 template")
+    p.add_argument("src", type=Path)
+    p.add_argument("landmarks", type=Path, help="text file: 'relative/path x1 y1 ... x5 y5' per image")
+    p.add_argument("out", type=Path)
+    p.add_argument("--size", type=int, default=112)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry: ``fr data <command> ...``."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "synth":
+            synth(args.out, args.identities, args.per_identity, args.image_size, args.format, args.quality, args.pairs, args.seed, args.nuisance_scale)
+        elif args.command == "convert":
+            _say(convert(args.src, args.out, args.to, args.list_file, args.chunk_mb, args.shuffle, args.seed, args.landmarks, args.group))
+        elif args.command == "make-bin":
+            n = make_bin(args.pairs, args.out, args.root, args.image_size, args.format)
+            _say(f"wrote {n} pairs to {args.out}")
+        elif args.command == "inspect":
+            grid = args.grid if args.grid is not None else Path(f"inspect-{args.path.stem or 'data'}.png")
+            inspect(args.path, grid, args.samples, args.seed)
+        elif args.command == "align":
+            n = align(args.src, args.landmarks, args.out, args.size)
+            _say(f"aligned {n} images into {args.out}")
+    except (DataFormatError, FileNotFoundError, ValueError) as exc:
+        print(f"fr data {args.command}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
