@@ -45,19 +45,12 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from fr_lightning.data.align import TEMPLATE_112 as ALIGN_TEMPLATE_112
+
 __all__ = ["TEMPLATE_112", "FaceRenderer", "Nuisance", "RenderedBatch"]
 
-#: insightface's 5-point template for 112×112 crops (left eye, right eye, nose, mouth corners).
-TEMPLATE_112 = np.array(
-    [
-        [38.2946, 51.6963],
-        [73.5318, 51.5014],
-        [56.0252, 71.7366],
-        [41.5493, 92.3655],
-        [70.7299, 92.2041],
-    ],
-    dtype=np.float32,
-)
+#: insightface's 5-point template for 112×112 crops, as float32 for drawing.
+TEMPLATE_112 = ALIGN_TEMPLATE_112.astype(np.float32)
 
 _SHIFT = 4  # fractional bits of the fixed-point coordinates handed to cv2
 _ONE = float(1 << _SHIFT)
