@@ -36,6 +36,7 @@ import lightning.pytorch as pl  # noqa: E402
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback  # noqa: E402
 
+from fr_lightning.callbacks import NanGuard  # noqa: E402
 from fr_lightning.tools.config_errors import config_files, locate  # noqa: E402
 from fr_lightning.utils.rundir import run_dir  # noqa: E402
 
@@ -113,6 +114,8 @@ class FaceCLI(LightningCLI):
         parser.add_lightning_class_args(LRMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.add_lightning_class_args(WandbNotice, "wandb_notice")
+        # Always on: a skipped non-finite step costs one gradient-norm reduction per step.
+        parser.add_lightning_class_args(NanGuard, "nan_guard")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
 
 

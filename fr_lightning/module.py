@@ -56,6 +56,9 @@ class FaceRecognitionModule(pl.LightningModule):
         optimizer: optimizer class for the parameter groups; default SGD(lr=0.1, momentum=0.9, weight_decay=5e-4).
         lr_schedule: per-step schedule; default polynomial decay (power 2) without warm-up.
         no_decay_norm_and_bias: exclude 1-D parameters (BN/PReLU weights, biases) from weight decay.
+        channels_last: keep the backbone and its input in channels-last memory format (faster convs
+            on tensor-core GPUs under mixed precision).
+        compile_backbone: ``torch.compile`` the backbone in place at fit start (state-dict keys unchanged).
     """
 
     def __init__(
@@ -67,6 +70,8 @@ class FaceRecognitionModule(pl.LightningModule):
         optimizer: OptimizerFactory | None = None,
         lr_schedule: LRSchedule | None = None,
         no_decay_norm_and_bias: bool = True,
+        channels_last: bool = False,
+        compile_backbone: bool = False,
     ) -> None:
         super().__init__()
         # The resolved YAML (saved by the CLI) is the record of hyper-parameters; the checkpoint
@@ -90,16 +95,76 @@ class FaceRecognitionModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.lr_schedule = lr_schedule or LRSchedule()
         self.no_decay_norm_and_bias = no_decay_norm_and_bias
+        self.channels_last = channels_last
+        self.compile_backbone = compile_backbone
         self.method_modules = nn.ModuleDict()
         self.methods: list[Method] = []
         self._features: Tensor | None = None
         self._hook: torch.utils.hooks.RemovableHandle | None = None
+        self.step_diagnostics: dict[str, Tensor] = {}
 
     # ------------------------------------------------------------------ setup
     def setup(self, stage: str) -> None:
         """Collect the trainer's Method callbacks, validate them and register their parts."""
         methods = [cb for cb in self.trainer.callbacks if isinstance(cb, Method)]
         self.attach_methods(methods)
+        self._setup_sharded_classifier(self.trainer.world_size, self.trainer.global_rank)
+        if self.channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+        if self.compile_backbone and stage == "fit" and not getattr(self, "_compiled", False):
+            # nn.Module.compile keeps the parameter names (torch.compile(m) would add "_orig_mod.").
+            self.backbone.compile()
+            self._compiled = True
+
+    def _setup_sharded_classifier(self, world_size: int, rank: int) -> None:
+        """Shard a model-parallel classifier (PartialFC) and keep its weight out of DDP's averaging.
+
+        DDPStrategy wraps this LightningModule itself, so DDP reads ``_ddp_params_and_buffers_to_ignore``
+        from it with names relative to it.
+        """
+        if not hasattr(self.classifier, "ddp_ignore"):
+            return
+        self.classifier.setup(world_size, rank)
+        ignore = self.classifier.ddp_ignore("classifier.")
+        if ignore:
+            if not getattr(self.head, "softmax", True):
+                raise ValueError(f"{type(self.head).__name__} is not softmax-based; it cannot be used with a sharded classifier")
+            from torch.nn.parallel import DistributedDataParallel
+
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, ignore)
+
+    # ------------------------------------------------------------ checkpoint
+    def _sharded_param_index(self) -> int | None:
+        """Index of the sharded classifier weight in the optimizer's flattened parameter list."""
+        weight = getattr(self.classifier, "weight", None)
+        if not hasattr(self.classifier, "gather_rows") or weight is None:
+            return None
+        groups = self.trainer.optimizers[0].param_groups if self.trainer.optimizers else self.parameter_groups()
+        params = [p for g in groups for p in g["params"]]  # type: ignore[attr-defined]
+        return next((i for i, p in enumerate(params) if p is weight), None)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, object]) -> None:
+        """Store the sharded classifier's optimizer state as full matrices (resume on any world size)."""
+        index = self._sharded_param_index()
+        states = checkpoint.get("optimizer_states")
+        if index is None or not states:
+            return
+        state = states[0]["state"].get(index, {})  # type: ignore[index]
+        for key, value in state.items():
+            if isinstance(value, Tensor) and value.shape == self.classifier.weight.shape:
+                state[key] = self.classifier.gather_rows(value)
+        checkpoint["sharded_classifier_param"] = index
+
+    def on_load_checkpoint(self, checkpoint: dict[str, object]) -> None:
+        """Take this rank's slice of the classifier's full optimizer state (weights: a load pre-hook)."""
+        index = checkpoint.get("sharded_classifier_param")
+        states = checkpoint.get("optimizer_states")
+        if index is None or not states or not hasattr(self.classifier, "local_rows"):
+            return
+        state = states[0]["state"].get(index, {})  # type: ignore[index]
+        for key, value in state.items():
+            if isinstance(value, Tensor) and value.ndim == 2:
+                state[key] = self.classifier.local_rows(value)
 
     def attach_methods(self, methods: list[Method]) -> None:
         """Sort, validate and build ``methods`` (also usable without a trainer, e.g. in tests)."""
@@ -128,16 +193,35 @@ class FaceRecognitionModule(pl.LightningModule):
             emb = emb + self.backbone(torch.flip(images, dims=[3]))
         return emb
 
-    def forward_train(self, images: Tensor, labels: Tensor) -> StepOutput:
-        """Backbone -> classifier -> head -> per-sample loss for one view of the batch."""
+    def forward_train(self, images: Tensor, labels: Tensor, target_margin: Tensor | None = None) -> StepOutput:
+        """Backbone -> classifier -> head -> per-sample loss for one view of the batch.
+
+        ``target_margin`` (``[B]``, optional) is subtracted from each sample's target cosine
+        before the head (a per-sample additive margin on top of the head's own); the returned
+        ``StepOutput.cosine`` stays the unshifted cosine.
+        """
         self._features = None
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         embeddings = self.backbone(images)
         features = self._features
         cosine, target = self.classifier(embeddings, labels)
-        norms = embeddings.float().norm(dim=1)
-        unit = F.normalize(embeddings.float(), dim=1)
-        logits = self.head(cosine, target, norms=norms, embeddings=unit)
-        per_sample = self.head.loss(cosine, target, norms=norms, embeddings=unit)
+        # The head sees the rows the classifier scored: this batch, or every rank's under PartialFC.
+        rows = self.classifier.rows(embeddings) if hasattr(self.classifier, "rows") else embeddings
+        norms = rows.float().norm(dim=1)
+        unit = F.normalize(rows.float(), dim=1)
+        head_cosine = cosine
+        if target_margin is not None:
+            # Out of place, in float32 (heads compute margins in float32); rows with label -1
+            # (no positive in this shard) get no shift.
+            dtype = torch.float64 if cosine.dtype == torch.float64 else torch.float32
+            if target_margin.shape[0] != cosine.shape[0]:
+                target_margin = self.classifier.rows(target_margin.detach())  # sharded classifier
+            has_target = (target >= 0).to(dtype).unsqueeze(1)
+            onehot = torch.zeros_like(cosine, dtype=dtype).scatter(1, target.clamp_min(0).unsqueeze(1), 1.0)
+            head_cosine = cosine.to(dtype) - onehot * has_target * target_margin.to(dtype).unsqueeze(1)
+        logits = self.head(head_cosine, target, norms=norms, embeddings=unit)
+        per_sample = self.head.loss(head_cosine, target, norms=norms, embeddings=unit)
         if per_sample is None:
             per_sample = self.classifier.cross_entropy(logits, target)
         return StepOutput(embeddings, cosine, target, logits, per_sample, features)
@@ -146,10 +230,13 @@ class FaceRecognitionModule(pl.LightningModule):
         """Apply method transforms, compute the weighted supervised loss plus method terms."""
         for method in self.methods:
             batch = method.transform_batch(batch, self)
-        out = self.forward_train(batch.images, batch.labels)
+        margins = [m for method in self.methods if (m := method.target_margins(batch, self)) is not None]
+        margin = torch.stack(margins).sum(0) if margins else None
+        out = self.forward_train(batch.images, batch.labels, margin)
         weights = [w for m in self.methods if (w := m.sample_weights(batch, out, self)) is not None]
-        loss = reduce_loss(out.per_sample_loss, combine_weights(weights), valid=out.labels >= 0)
+        loss = reduce_loss(out.per_sample_loss, combine_weights(weights), valid=batch.labels >= 0)
         bsz = len(batch)
+        ce = loss
         self.log("train/loss/ce", loss.detach(), batch_size=bsz)
         terms: dict[str, Tensor] = {f"head/{k}": v for k, v in self.head.loss_terms(out.embeddings.float().norm(dim=1)).items()}
         for method in self.methods:
@@ -163,6 +250,12 @@ class FaceRecognitionModule(pl.LightningModule):
             valid = out.labels >= 0
             pred = self.classifier.predict(out.cosine)
             acc = (pred[valid] == out.labels[valid]).float().mean() if valid.any() else pred.new_zeros((), dtype=torch.float32)
+        # Read by NanGuard to name the non-finite term in its diagnostic.
+        self.step_diagnostics = {
+            "loss/ce": ce.detach(),
+            **{f"loss/{k}": v.detach() for k, v in terms.items()},
+            "embedding_norm": out.embeddings.detach().float().norm(dim=1),
+        }
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=bsz)
         self.log("train/acc", acc, prog_bar=True, batch_size=bsz)
         self.log("train/embedding_norm", out.embeddings.detach().float().norm(dim=1).mean(), batch_size=bsz)

@@ -1,5 +1,6 @@
 """Classifiers hold the class centres and produce cosine logits."""
 
 from fr_lightning.classifiers.full_fc import FullFC
+from fr_lightning.classifiers.partial_fc import PartialFC
 
-__all__ = ["FullFC"]
+__all__ = ["FullFC", "PartialFC"]

@@ -30,6 +30,10 @@ class FullFC(nn.Module):
         w = F.normalize(self.weight.float(), dim=1)
         return x @ w.t(), labels
 
+    def rows(self, embeddings: Tensor) -> Tensor:
+        """The embeddings matching the rows of ``forward``'s cosine (this batch's own)."""
+        return embeddings
+
     def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Per-sample softmax cross-entropy (float32); rows with label -1 get 0."""
         return F.cross_entropy(logits.float(), labels, reduction="none", ignore_index=-1)

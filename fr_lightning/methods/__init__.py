@@ -2,5 +2,6 @@
 
 from fr_lightning.methods.base import Method, check_methods
 from fr_lightning.methods.lowres import MultiResolution
+from fr_lightning.methods.poseface import PoseFace
 
-__all__ = ["Method", "MultiResolution", "check_methods"]
+__all__ = ["Method", "MultiResolution", "PoseFace", "check_methods"]

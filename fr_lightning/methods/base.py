@@ -23,7 +23,8 @@ class Method(pl.Callback):
     the module calls, in ``order``:
 
     1. :meth:`transform_batch` on the batch (e.g. build a low-resolution view),
-    2. the forward pass (backbone -> classifier -> head -> per-sample loss),
+    2. :meth:`target_margins` (summed), then the forward pass (backbone -> classifier ->
+       target cosine minus the per-sample margin -> head -> per-sample loss),
     3. :meth:`sample_weights` (multiplied together, then the one reducer averages),
     4. :meth:`loss_terms` (added to the total, logged as ``train/loss/<name>/<term>``).
 
@@ -49,6 +50,14 @@ class Method(pl.Callback):
     def transform_batch(self, batch: FaceBatch, module: "FaceRecognitionModule") -> FaceBatch:
         """Return the batch the forward pass sees (never edit ``batch`` in place)."""
         return batch
+
+    def target_margins(self, batch: FaceBatch, module: "FaceRecognitionModule") -> Tensor | None:
+        """Extra additive cosine margin ``[B]`` on each sample's target class (None = none).
+
+        Subtracted from the target cosine before the head (on top of the head's own margin);
+        margins from several methods add up. Used e.g. by PoseFace's pose-dependent margin.
+        """
+        return None
 
     def sample_weights(self, batch: FaceBatch, out: "StepOutput", module: "FaceRecognitionModule") -> Tensor | None:
         """Per-sample weights or a 0/1 mask ``[B]`` for the supervised loss (None = all ones)."""
