@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning.pytorch as pl
+import torch
 
 from fr_lightning.backbones import iresnet18
 from fr_lightning.data import FaceDataModule, SyntheticPairs, SyntheticSource
@@ -42,3 +45,24 @@ def tiny_trainer(tmp_path, callbacks: list[pl.Callback] | None = None, **kwargs:
     )
     defaults.update(kwargs)
     return pl.Trainer(callbacks=callbacks or [], **defaults)
+
+
+def tiny_teacher_backbone(embedding_dim: int = 48) -> torch.nn.Module:
+    """The architecture of :func:`tiny_teacher` checkpoints (iResNet-18 at width 1/8 on 56 px)."""
+    return iresnet18(width=0.125, input_size=56, embedding_dim=embedding_dim)
+
+
+def tiny_teacher(path: Path, embedding_dim: int = 48, num_classes: int | None = 8, seed: int = 0) -> Path:
+    """Write a random teacher as a checkpoint of this project (``backbone.*`` + ``classifier.weight``).
+
+    ``num_classes=None`` writes an insightface-style bare backbone state_dict instead.
+    """
+    torch.manual_seed(seed)
+    backbone = tiny_teacher_backbone(embedding_dim)
+    if num_classes is None:
+        torch.save(backbone.state_dict(), path)
+        return path
+    state = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
+    state["classifier.weight"] = torch.randn(num_classes, embedding_dim)
+    torch.save({"state_dict": state}, path)
+    return path

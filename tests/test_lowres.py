@@ -6,6 +6,7 @@ import importlib
 import inspect
 import math
 import pkgutil
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,7 +20,7 @@ from fr_lightning.data import PairSet
 from fr_lightning.eval.lowres import LowResEvaluation, rank1, select_pairs, verification_vs_resolution
 from fr_lightning.functional.lowres import degrade, degrade_to, degrade_uint8, logexp_distance, scale_sizes
 from fr_lightning.methods import Method, MultiResolution
-from tests.helpers import tiny_data, tiny_module, tiny_trainer
+from tests.helpers import tiny_data, tiny_module, tiny_teacher, tiny_teacher_backbone, tiny_trainer
 
 
 # --------------------------------------------------------------------------- LogExp
@@ -313,13 +314,24 @@ def method_classes() -> dict[str, type[Method]]:
 
 #: Constructor arguments for methods that cannot be built with their defaults in a tiny test
 #: (e.g. a teacher checkpoint), or a string: the reason the stacking test skips the method.
-STACK_SETTINGS: dict[str, dict[str, object] | str] = {}
+#: A callable gets a temporary directory and returns the arguments (for files a method reads).
+STACK_SETTINGS: dict[str, dict[str, object] | str | Callable[[Path], dict[str, object]]] = {
+    # 48-d teacher vs the 32-d tiny student: the projector, ND and logit terms all run.
+    "Distillation": lambda tmp: dict(
+        teacher=str(tiny_teacher(tmp / "teacher.ckpt")),
+        teacher_backbone=tiny_teacher_backbone(),
+        nd_weight=1.0,
+        logit_weight=1.0,
+    ),
+}
 
 
-def _build(cls: type[Method]) -> Method | None:
+def _build(cls: type[Method], tmp_path: Path) -> Method | None:
     setting = STACK_SETTINGS.get(cls.__name__, {})
     if isinstance(setting, str):
         return None
+    if callable(setting):
+        setting = setting(tmp_path)
     return cls(**setting)
 
 
@@ -339,13 +351,13 @@ def test_method_scan_and_settings_table_are_complete() -> None:
 @pytest.mark.parametrize("other", sorted(n for n in method_classes() if n != "MultiResolution"))
 def test_multiresolution_stacks_with(other: str, tmp_path: Path) -> None:
     cls = method_classes()[other]
-    method = _build(cls)
+    method = _build(cls, tmp_path)
     if method is None:
         pytest.skip(str(STACK_SETTINGS[other]))
     stack: list[Method] = [MultiResolution(), method]
     for needed in cls.requires:
         if needed != "MultiResolution":
-            extra = _build(method_classes()[needed])
+            extra = _build(method_classes()[needed], tmp_path)
             assert extra is not None, f"{other} requires {needed}, which the settings table skips"
             stack.append(extra)
     if "MultiResolution" in cls.conflicts_with or other in MultiResolution.conflicts_with:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from fr_lightning.cli import cli_main
+from fr_lightning.methods import Distillation
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
@@ -19,6 +21,23 @@ SMALL = [
     "--data.init_args.val_batch_size=16",
     "--data.init_args.num_workers=0",
 ]
+
+
+def _kd_teacher(tmp_path: Path) -> list[str]:
+    """A random-weight teacher checkpoint with recipes/kd.yaml's teacher architecture and identities."""
+    cli = cli_main(["--config", str(ROOT / "recipes" / "kd.yaml"), "--trainer.logger=false"], run=False)
+    distill = next(cb for cb in cli.trainer.callbacks if isinstance(cb, Distillation))
+    backbone = distill.teacher_backbone
+    assert backbone is not None
+    state = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
+    state["classifier.weight"] = torch.randn(cli.datamodule.num_classes, int(backbone.embedding_dim))
+    path = tmp_path / "teacher.ckpt"
+    torch.save({"state_dict": state}, path)
+    return [f"--trainer.callbacks.init_args.teacher={path}"]
+
+
+#: Extra arguments a recipe needs to run (e.g. files it points to), built per test.
+EXTRA_ARGS = {"kd": _kd_teacher}
 
 
 def test_recipe_list_is_not_empty() -> None:
@@ -35,6 +54,7 @@ def test_recipe_parses(recipe: Path) -> None:
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_recipe_fast_dev_run(recipe: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    cli = cli_main(["fit", "--config", str(recipe), *SMALL])
+    extra = EXTRA_ARGS[recipe.stem](tmp_path) if recipe.stem in EXTRA_ARGS else []
+    cli = cli_main(["fit", "--config", str(recipe), *SMALL, *extra])
     assert cli.trainer.state.finished
     assert "train/loss" in cli.trainer.callback_metrics

@@ -1,6 +1,7 @@
 """Data sources, the data module and verification pair sets."""
 
 from fr_lightning.data.datamodule import FaceDataModule
+from fr_lightning.data.noise import LabelNoise, pairflip_noise, symmetric_noise
 from fr_lightning.data.pairs import PairImages, PairSet
 from fr_lightning.data.real_sources import BinPairs, FolderSource, RecordIOSource, StreamingSource
 from fr_lightning.data.sources import SyntheticPairs, SyntheticSource, TrainSource, ValSource
@@ -11,6 +12,7 @@ __all__ = [
     "BinPairs",
     "FaceDataModule",
     "FolderSource",
+    "LabelNoise",
     "PairImages",
     "PairSet",
     "RecordIOSource",
@@ -19,4 +21,6 @@ __all__ = [
     "SyntheticSource",
     "TrainSource",
     "ValSource",
+    "pairflip_noise",
+    "symmetric_noise",
 ]

@@ -6,6 +6,7 @@ import lightning.pytorch as pl
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from fr_lightning.batch import collate_faces
+from fr_lightning.data.noise import LabelNoise, NoisyLabelDataset
 from fr_lightning.data.pairs import PairImages, PairSet
 from fr_lightning.data.sources import SyntheticSource, TrainSource, ValSource, default_val_sets
 
@@ -23,6 +24,8 @@ class FaceDataModule(pl.LightningDataModule):
         val_batch_size: evaluation batch size per device.
         num_workers: DataLoader worker processes.
         hflip: random horizontal flip of training images (landmarks follow).
+        label_noise: corrupt a fraction of the training labels (noisy-label studies); each
+            sample then carries ``labels`` (noisy) and ``clean_labels`` (true, diagnostics only).
     """
 
     def __init__(
@@ -35,6 +38,7 @@ class FaceDataModule(pl.LightningDataModule):
         val_batch_size: int = 256,
         num_workers: int = 2,
         hflip: bool = True,
+        label_noise: LabelNoise | None = None,
     ) -> None:
         super().__init__()
         self.train_source = train if train is not None else SyntheticSource()
@@ -45,6 +49,7 @@ class FaceDataModule(pl.LightningDataModule):
         self.val_batch_size = val_batch_size
         self.num_workers = num_workers
         self.hflip = hflip
+        self.label_noise = label_noise
         self.train_set: Dataset | None = None
         self.val_pairs: list[PairSet] = []
         self.test_pairs: list[PairSet] = []
@@ -56,7 +61,12 @@ class FaceDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.train_set is None:
-            self.train_set = self.train_source.dataset(self.image_size, self.hflip)
+            train_set = self.train_source.dataset(self.image_size, self.hflip)
+            if self.label_noise is not None and self.label_noise.rate > 0:
+                if isinstance(train_set, IterableDataset):
+                    raise ValueError("data.label_noise needs a map-style training source (not a streaming one)")
+                train_set = NoisyLabelDataset(train_set, self.label_noise, self.num_classes)
+            self.train_set = train_set
         if stage in ("fit", "validate") and not self.val_pairs:
             self.val_pairs = [s.build(self.image_size) for s in self.val_sources]
         if stage == "test" and not self.test_pairs:
