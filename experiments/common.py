@@ -84,3 +84,39 @@ def save(study: str, results: dict[str, list[dict[str, float]]], markdown: str) 
     path.write_text(markdown + "\n")
     print(markdown)
     return path
+
+
+#: Verification sets a study can ask for: name -> (kind, set_seed), as in `default_val_sets`.
+SETS: dict[str, tuple[str, int]] = {"synth-lfw": ("standard", 0), "synth-cfpfp": ("cross_pose", 1), "synth-lowres": ("lowres", 2)}
+
+
+def budget_args(
+    epochs: int,
+    identities: int,
+    per_identity: int,
+    pairs: int,
+    sets: Sequence[str] = ("synth-lfw",),
+    batch_size: int | None = None,
+    keep_checkpoints: bool = False,
+) -> list[str]:
+    """`fr fit` overrides shared by every variant of a study: data size, epochs, evaluation sets.
+
+    Validation runs once, at the end; checkpoints are off unless ``keep_checkpoints`` (a KD
+    teacher needs its ``last.ckpt``).
+    """
+    entries = ", ".join(
+        f"{{class_path: fr_lightning.data.SyntheticPairs, init_args: {{name: {name}, kind: {SETS[name][0]}, pairs: {pairs}, set_seed: {SETS[name][1]}}}}}"
+        for name in sets
+    )
+    args = [
+        f"--data.init_args.train.init_args.num_identities={identities}",
+        f"--data.init_args.train.init_args.samples_per_identity={per_identity}",
+        f"--data.init_args.val_sets=[{entries}]",
+        f"--trainer.max_epochs={epochs}",
+        f"--trainer.check_val_every_n_epoch={epochs}",
+    ]
+    if batch_size is not None:
+        args.append(f"--data.init_args.batch_size={batch_size}")
+    if not keep_checkpoints:
+        args.append("--trainer.enable_checkpointing=false")
+    return args

@@ -13,27 +13,10 @@ from __future__ import annotations
 
 import argparse
 
-from experiments.common import ROOT, run_fit, save, table
+from experiments.common import ROOT, budget_args, run_fit, save, table
 
 HEADS = ["normface", "cosface", "arcface", "curricularface", "adaface", "adasin", "x2softmax", "sface"]
 COLUMNS = {"synth-lfw": "val/synth-lfw/acc", "synth-cfpfp": "val/synth-cfpfp/acc", "synth-lowres": "val/synth-lowres/acc"}
-
-
-def budget_args(epochs: int, identities: int, per_identity: int, pairs: int) -> list[str]:
-    """Overrides shared by every variant of a study (data size, epochs, evaluation sets)."""
-    val = (
-        "[{class_path: fr_lightning.data.SyntheticPairs, init_args: {name: synth-lfw, kind: standard, pairs: %d, set_seed: 0}},"
-        " {class_path: fr_lightning.data.SyntheticPairs, init_args: {name: synth-cfpfp, kind: cross_pose, pairs: %d, set_seed: 1}},"
-        " {class_path: fr_lightning.data.SyntheticPairs, init_args: {name: synth-lowres, kind: lowres, pairs: %d, set_seed: 2}}]"
-    ) % (pairs, pairs, pairs)
-    return [
-        f"--data.init_args.train.init_args.num_identities={identities}",
-        f"--data.init_args.train.init_args.samples_per_identity={per_identity}",
-        f"--data.init_args.val_sets={val}",
-        f"--trainer.max_epochs={epochs}",
-        f"--trainer.check_val_every_n_epoch={epochs}",
-        "--trainer.enable_checkpointing=false",
-    ]
 
 
 def main() -> None:
@@ -47,7 +30,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=32.0, help="logit scale s for every head (the recipe's)")
     args = parser.parse_args()
     common = ["--config", str(ROOT / "recipes" / "arcface.yaml")]
-    budget = budget_args(args.epochs, args.identities, args.per_identity, args.pairs)
+    budget = budget_args(args.epochs, args.identities, args.per_identity, args.pairs, sets=COLUMNS)
     tag = f"e{args.epochs}-i{args.identities}x{args.per_identity}-p{args.pairs}-s{args.scale:g}"
     results = {}
     for head in args.heads:

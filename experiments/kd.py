@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.common import OUT, ROOT, run_fit, save, table  # noqa: E402
+from experiments.common import OUT, ROOT, budget_args, run_fit, save, table  # noqa: E402
 
 VARIANTS: dict[str, str] = {
     "student": "",
@@ -35,19 +35,6 @@ VARIANTS: dict[str, str] = {
     "+feature+nd": "feature_weight: 1.0, nd_weight: 1.0, logit_weight: 0.0",
     "+feature+nd+logit": "feature_weight: 1.0, nd_weight: 1.0, logit_weight: 1.0, calibration: translate",
 }
-
-
-def budget_args(epochs: int, identities: int, per_identity: int, pairs: int, batch_size: int) -> list[str]:
-    """Overrides shared by the teacher and every student: data size, epochs, the one verification set."""
-    val = f"[{{class_path: fr_lightning.data.SyntheticPairs, init_args: {{name: synth-lfw, kind: standard, pairs: {pairs}, set_seed: 0}}}}]"
-    return [
-        f"--data.init_args.train.init_args.num_identities={identities}",
-        f"--data.init_args.train.init_args.samples_per_identity={per_identity}",
-        f"--data.init_args.val_sets={val}",
-        f"--data.init_args.batch_size={batch_size}",
-        f"--trainer.max_epochs={epochs}",
-        f"--trainer.check_val_every_n_epoch={epochs}",
-    ]
 
 
 def teacher_backbone(width: float) -> str:
@@ -85,7 +72,7 @@ def main() -> None:
     t_work = OUT / "work" / f"{t_name}-s0"
     teacher_args = [
         "--config", str(ROOT / "recipes" / "arcface.yaml"),
-        *budget_args(teacher_epochs, args.identities, args.per_identity, args.pairs, args.batch_size),
+        *budget_args(teacher_epochs, args.identities, args.per_identity, args.pairs, batch_size=args.batch_size, keep_checkpoints=True),
         f"--model.init_args.backbone={teacher_backbone(args.teacher_width)}",
         "--checkpoint.save_last=true",
         "--checkpoint.save_top_k=0",
@@ -96,7 +83,7 @@ def main() -> None:
     if not ckpt.is_file():
         raise SystemExit(f"the teacher run left no checkpoint at {ckpt}; delete experiments/out/runs/{t_name}-s0.json and rerun")
 
-    budget = budget_args(args.epochs, args.identities, args.per_identity, args.pairs, args.batch_size)
+    budget = budget_args(args.epochs, args.identities, args.per_identity, args.pairs, batch_size=args.batch_size, keep_checkpoints=True)
     student = ["--config", str(ROOT / "recipes" / "kd.yaml"), *budget, "--checkpoint.save_last=false", "--checkpoint.save_top_k=0"]
     tag = f"e{args.epochs}-tw{args.teacher_width}-{data}"
     results: dict[str, list[dict[str, float]]] = {v: [] for v in args.variants}

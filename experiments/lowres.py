@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.common import ROOT, run_fit, save, table  # noqa: E402
+from experiments.common import ROOT, budget_args, run_fit, save, table  # noqa: E402
 
 VARIANTS: dict[str, str] = {
     "baseline": "",
@@ -39,21 +39,6 @@ REPORTED = [8, 12, 16, 0]
 
 def label(size: int) -> str:
     return "full" if size == 0 else str(size)
-
-
-def budget_args(epochs: int, identities: int, per_identity: int, pairs: int, batch_size: int) -> list[str]:
-    """Overrides shared by every variant: data size, epochs, the one verification set, no checkpoints."""
-    val = f"[{{class_path: fr_lightning.data.SyntheticPairs, init_args: {{name: synth-lfw, kind: standard, pairs: {pairs}, set_seed: 0}}}}]"
-    return [
-        f"--data.init_args.train.init_args.num_identities={identities}",
-        f"--data.init_args.train.init_args.samples_per_identity={per_identity}",
-        f"--data.init_args.val_sets={val}",
-        f"--data.init_args.batch_size={batch_size}",
-        f"--trainer.max_epochs={epochs}",
-        f"--trainer.check_val_every_n_epoch={epochs}",
-        "--checkpoint.save_last=false",
-        "--checkpoint.save_top_k=0",
-    ]
 
 
 def callbacks_arg(variant: str, pairs: int, sizes: list[int]) -> str:
@@ -89,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = sorted(set(args.sizes) | set(REPORTED), key=lambda s: s or 10**6)
     recipe = ["--config", str(ROOT / "recipes" / "lowres.yaml")]
-    budget = budget_args(args.epochs, args.identities, args.per_identity, args.pairs, args.batch_size)
+    budget = budget_args(args.epochs, args.identities, args.per_identity, args.pairs, batch_size=args.batch_size)
     tag = f"e{args.epochs}-i{args.identities}x{args.per_identity}-b{args.batch_size}-p{args.pairs}-r{'_'.join(map(str, sizes))}"
     results: dict[str, list[dict[str, float]]] = {v: [] for v in args.variants}
     for seed in args.seeds:  # seed-major: every variant of a seed is done before the next seed

@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.common import ROOT, run_fit, save, table  # noqa: E402
+from experiments.common import ROOT, budget_args, run_fit, save, table  # noqa: E402
 
 #: name -> (kind, rate, forget rate τ)
 NOISE: dict[str, tuple[str, float, float]] = {
@@ -39,21 +39,6 @@ NOISE: dict[str, tuple[str, float, float]] = {
     "pair40": ("pairflip", 0.4, 0.2),
 }
 VARIANTS = ["baseline", "ct-batch", "ct-epoch"]
-
-
-def budget_args(epochs: int, identities: int, per_identity: int, pairs: int, batch_size: int) -> list[str]:
-    """Overrides shared by every run: data size, epochs, one clean verification set, no checkpoints."""
-    val = f"[{{class_path: fr_lightning.data.SyntheticPairs, init_args: {{name: synth-lfw, kind: standard, pairs: {pairs}, set_seed: 0}}}}]"
-    return [
-        f"--data.init_args.train.init_args.num_identities={identities}",
-        f"--data.init_args.train.init_args.samples_per_identity={per_identity}",
-        f"--data.init_args.val_sets={val}",
-        f"--data.init_args.batch_size={batch_size}",
-        f"--trainer.max_epochs={epochs}",
-        f"--trainer.check_val_every_n_epoch={epochs}",
-        "--checkpoint.save_last=false",
-        "--checkpoint.save_top_k=0",
-    ]
 
 
 def run_args(variant: str, noise: str, ramp: int) -> list[str]:
@@ -83,7 +68,7 @@ def main() -> None:
     parser.add_argument("--ramp", type=int, default=100, help="forget-rate ramp length in steps")
     args = parser.parse_args()
     recipe = ["--config", str(ROOT / "recipes" / "coteaching.yaml")]
-    budget = budget_args(args.epochs, args.identities, args.per_identity, args.pairs, args.batch_size)
+    budget = budget_args(args.epochs, args.identities, args.per_identity, args.pairs, batch_size=args.batch_size)
     tag = f"e{args.epochs}-i{args.identities}x{args.per_identity}-b{args.batch_size}-p{args.pairs}-r{args.ramp}"
     results: dict[str, list[dict[str, float]]] = {f"{n}/{v}": [] for n in args.noise for v in args.variants}
     for seed in args.seeds:  # seed-major: every cell of a seed is done before the next seed

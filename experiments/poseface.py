@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.common import ROOT, run_fit, save, table  # noqa: E402
+from experiments.common import ROOT, budget_args, run_fit, save, table  # noqa: E402
 
 VARIANTS: dict[str, str] = {
     "baseline": "",
@@ -38,24 +38,6 @@ VARIANTS: dict[str, str] = {
     "margin": "{class_path: fr_lightning.methods.PoseFace, init_args: {adaptive: margin, disentangle: true}}, ",
 }
 DEFAULT_VARIANTS = ["baseline", "poseface", "weights", "disentangle"]
-
-
-def budget_args(epochs: int, identities: int, per_identity: int, pairs: int, batch_size: int) -> list[str]:
-    """Overrides shared by every variant: data size, epochs, the two verification sets, no checkpoints."""
-    val = (
-        "[{class_path: fr_lightning.data.SyntheticPairs, init_args: {name: synth-lfw, kind: standard, pairs: %d, set_seed: 0}},"
-        " {class_path: fr_lightning.data.SyntheticPairs, init_args: {name: synth-cfpfp, kind: cross_pose, pairs: %d, set_seed: 1}}]"
-    ) % (pairs, pairs)
-    return [
-        f"--data.init_args.train.init_args.num_identities={identities}",
-        f"--data.init_args.train.init_args.samples_per_identity={per_identity}",
-        f"--data.init_args.val_sets={val}",
-        f"--data.init_args.batch_size={batch_size}",
-        f"--trainer.max_epochs={epochs}",
-        f"--trainer.check_val_every_n_epoch={epochs}",
-        "--checkpoint.save_last=false",
-        "--checkpoint.save_top_k=0",
-    ]
 
 
 def callbacks_arg(variant: str, bins: list[float]) -> str:
@@ -87,7 +69,7 @@ def main() -> None:
     parser.add_argument("--bins", nargs="+", type=float, default=[55, 60, 65, 70, 75, 80], help="|yaw| bin edges (degrees)")
     args = parser.parse_args()
     recipe = ["--config", str(ROOT / "recipes" / "poseface.yaml")]
-    budget = budget_args(args.epochs, args.identities, args.per_identity, args.pairs, args.batch_size)
+    budget = budget_args(args.epochs, args.identities, args.per_identity, args.pairs, sets=("synth-lfw", "synth-cfpfp"), batch_size=args.batch_size)
     tag = f"e{args.epochs}-i{args.identities}x{args.per_identity}-b{args.batch_size}-p{args.pairs}-y{'_'.join(f'{b:g}' for b in args.bins)}"
     results: dict[str, list[dict[str, float]]] = {v: [] for v in args.variants}
     for seed in args.seeds:  # seed-major: every variant of a seed is done before the next seed
