@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities import rank_zero_warn
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -57,7 +58,7 @@ class FaceRecognitionModule(pl.LightningModule):
         lr_schedule: per-step schedule; default polynomial decay (power 2) without warm-up.
         no_decay_norm_and_bias: exclude 1-D parameters (BN/PReLU weights, biases) from weight decay.
         channels_last: keep the backbone and its input in channels-last memory format (faster convs
-            on tensor-core GPUs under mixed precision).
+            on tensor-core GPUs under mixed precision). Ignored with a warning on CPU.
         compile_backbone: ``torch.compile`` the backbone in place at fit start (state-dict keys unchanged).
     """
 
@@ -109,6 +110,11 @@ class FaceRecognitionModule(pl.LightningModule):
         methods = [cb for cb in self.trainer.callbacks if isinstance(cb, Method)]
         self.attach_methods(methods)
         self._setup_sharded_classifier(self.trainer.world_size, self.trainer.global_rank)
+        if self.channels_last and self.trainer.strategy.root_device.type == "cpu":
+            # torch 2.13's oneDNN backward of a strided 1x1 convolution corrupts the heap on
+            # channels-last fp32 CPU tensors (iResNet's shortcut): the switch is for GPUs.
+            rank_zero_warn("channels_last is ignored on CPU (a speed switch for GPUs; unsafe on CPU with torch 2.13)")
+            self.channels_last = False
         if self.channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         if self.compile_backbone and stage == "fit" and not getattr(self, "_compiled", False):
@@ -275,12 +281,17 @@ class FaceRecognitionModule(pl.LightningModule):
         return F.normalize(self.embed(images).float(), dim=1)
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        """The verification evaluator is part of the model: it runs whatever trainer is used."""
+        """The verification and fairness evaluators are part of the model: they run whatever trainer is used."""
         from fr_lightning.eval.callbacks import VerificationCallback
+        from fr_lightning.eval.fairness import FairnessEvaluation
 
-        if any(isinstance(cb, VerificationCallback) for cb in self.trainer.callbacks):
-            return []
-        return [VerificationCallback()]
+        present = self.trainer.callbacks
+        extra: list[pl.Callback] = []
+        if not any(isinstance(cb, VerificationCallback) for cb in present):
+            extra.append(VerificationCallback())
+        if not any(isinstance(cb, FairnessEvaluation) for cb in present):
+            extra.append(FairnessEvaluation())  # silent unless per-group sets are validated
+        return extra
 
     # ---------------------------------------------------------- optimisation
     def parameter_groups(self) -> list[dict[str, object]]:

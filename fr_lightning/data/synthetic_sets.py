@@ -131,6 +131,8 @@ def synthetic_pairs(
         yaw[1::2] = rng.choice([-1.0, 1.0], n) * rng.uniform(55.0, renderer.max_yaw, n)
         meta["yaw"] = np.abs(yaw[1::2])
     groups = np.full(2 * n, group, np.int64) if kind == "group" else None
+    if groups is not None:
+        meta["group"] = groups[0::2].copy()
 
     def load(indices: np.ndarray) -> np.ndarray:
         out = renderer.render(

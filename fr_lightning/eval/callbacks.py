@@ -23,6 +23,19 @@ def log_image(trainer: pl.Trainer, key: str, path: Path) -> None:
             logger.log_image(key=key, images=[str(path)])
 
 
+def run_after_verification(trainer: pl.Trainer, callback: pl.Callback) -> None:
+    """Move ``callback`` right after the :class:`VerificationCallback` so it sees the current embeddings.
+
+    The model adds the verification callback after the trainer's own callbacks; report callbacks
+    listed in ``trainer.callbacks`` call this from ``setup``.
+    """
+    callbacks = trainer.callbacks
+    verification = [k for k, cb in enumerate(callbacks) if isinstance(cb, VerificationCallback)]
+    if verification and callbacks.index(callback) < verification[0]:
+        callbacks.remove(callback)
+        callbacks.insert(verification[0], callback)  # the verifier shifted left by one: insert after it
+
+
 def summary_table(prefix: str, results: dict[str, dict[str, float]], step: int) -> str:
     """A compact text table of the main verification metrics (printed after each evaluation)."""
     lines = [f"\n{prefix} verification at step {step}:", f"  {'set':<18} {'acc':>16} {'tar@far=1e-3':>13} {'auc':>7}"]

@@ -14,7 +14,7 @@ import lightning.pytorch as pl
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_info
 
-from fr_lightning.eval.callbacks import VerificationCallback, log_image
+from fr_lightning.eval.callbacks import VerificationCallback, log_image, run_after_verification
 from fr_lightning.eval.plots import bar_plot
 from fr_lightning.eval.verification import ACC_THRESHOLDS, fold_slices, l2_normalize
 from fr_lightning.utils.rundir import run_dir
@@ -98,11 +98,7 @@ class PoseEvaluation(pl.Callback):
         self._warned = False
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        callbacks = trainer.callbacks
-        verification = [k for k, cb in enumerate(callbacks) if isinstance(cb, VerificationCallback)]
-        if verification and callbacks.index(self) < verification[0]:
-            callbacks.remove(self)
-            callbacks.insert(verification[0], self)  # the verifier shifted left by one: insert after it
+        run_after_verification(trainer, self)
 
     def _say_once(self, message: str) -> None:
         if not self._warned:

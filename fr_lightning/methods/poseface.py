@@ -18,6 +18,7 @@ from fr_lightning.functional.pose import (
     yaw_proxy,
 )
 from fr_lightning.methods.base import Method
+from fr_lightning.methods.features import feature_channels
 from fr_lightning.utils.dist import all_reduce_sum
 
 if TYPE_CHECKING:
@@ -25,24 +26,6 @@ if TYPE_CHECKING:
 
 #: Number of |yaw| bins of the EMA pose histogram.
 POSE_BINS: int = 9
-
-
-def feature_channels(backbone: nn.Module) -> int:
-    """Channels of the backbone's ``feature_layer`` output, from one dummy forward pass in eval mode."""
-    layer = backbone.get_submodule(backbone.feature_layer)  # type: ignore[arg-type]
-    size = int(getattr(backbone, "input_size", 112))
-    seen: list[int] = []
-    handle = layer.register_forward_hook(lambda m, i, o: seen.append(int(o.shape[1])))
-    was_training = backbone.training
-    try:
-        param = next(backbone.parameters())
-        backbone.eval()
-        with torch.no_grad():
-            backbone(torch.zeros(2, 3, size, size, device=param.device, dtype=param.dtype))
-    finally:
-        handle.remove()
-        backbone.train(was_training)
-    return seen[-1]
 
 
 class PoseBranch(nn.Module):
