@@ -9,13 +9,16 @@ The step is the classifier part of a training step: cosine of B embeddings again
 (all of them, or Partial FC's sampled r = 0.1 with every positive kept), ArcFace margin, the
 classifier's cross-entropy, backward into embeddings and centres, and an SGD step (momentum 0.9,
 weight decay 5e-4) on the centres; gradients are set to None between steps, as Lightning does.
+Three classifiers: full FC; Partial FC with a dense centre gradient (``torch.optim.SGD``);
+Partial FC with a row-sparse centre gradient (``sparse_grad=True``, stepped by ``RowSparseSGD``,
+which is what ``configs/scale/partial-fc.yaml`` uses).
 
 Each (classifier, C) runs in a fresh process: one warm-up step, then ``--repeats`` timed steps
 (median reported). Memory = the process's peak resident set (``ru_maxrss``) above its resident
 size before the centres were created, so it counts centres, their gradient and momentum and the
 step's temporaries. glibc's mmap threshold is pinned at 64 KiB (``MALLOC_MMAP_THRESHOLD_``) so
 freed tensors go back to the OS and the resident set follows live memory. "state" is the resident
-memory after the last step (centres + their gradient + momentum); "step-only" = peak - state. The child's address space is capped (``--max-gb``)
+memory after the last step (centres + their gradient + momentum). The child's address space is capped (``--max-gb``)
 so an oversized configuration fails alone ("OOM") instead of pressuring a shared machine.
 
 Results: a table on stdout and ``benchmarks/results/partial_fc.json``.
@@ -37,6 +40,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: Configurations: full FC; Partial FC with a dense centre gradient (torch SGD); Partial FC with
+#: a row-sparse centre gradient stepped by RowSparseSGD (``PartialFC(sparse_grad=True)``).
+KINDS: dict[str, str] = {"full": "full FC", "partial": "PFC dense grad", "sparse": "PFC row-sparse"}
+
+
 def _rss() -> int:
     """Current resident set size in bytes (Linux ``/proc``)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -52,13 +60,19 @@ def child(kind: str, classes: int, dim: int, batch: int, rate: float, repeats: i
     sys.path.insert(0, str(ROOT))
     from fr_lightning.classifiers import FullFC, PartialFC
     from fr_lightning.heads import ArcFace
+    from fr_lightning.optim import RowSparseSGD
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     base = _rss()
-    fc = FullFC(dim, classes) if kind == "full" else PartialFC(dim, classes, sample_rate=rate)
+    if kind == "full":
+        fc = FullFC(dim, classes)
+    else:
+        fc = PartialFC(dim, classes, sample_rate=rate, sparse_grad=kind == "sparse")
     head = ArcFace(s=64.0, m=0.5)
-    opt = torch.optim.SGD(fc.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    # What FaceRecognitionModule.configure_optimizers builds: SGD, row-wise for sparse centre gradients.
+    opt_cls = RowSparseSGD if kind == "sparse" else torch.optim.SGD
+    opt = opt_cls(fc.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     embeddings = torch.randn(batch, dim).requires_grad_()
     labels = torch.randint(0, classes, (batch,))
 
@@ -78,7 +92,7 @@ def child(kind: str, classes: int, dim: int, batch: int, rate: float, repeats: i
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
     return {
         "classifier": kind, "classes": classes, "dim": dim, "batch": batch,
-        "sample_rate": rate if kind == "partial" else 1.0,
+        "sample_rate": 1.0 if kind == "full" else rate,
         "ms": 1000 * statistics.median(times), "ms_all": [1000 * t for t in times],
         "peak_mb": peak / 2**20, "state_mb": (_rss() - base) / 2**20,
     }
@@ -112,7 +126,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-gb", type=float, default=18.0)
-    parser.add_argument("--child", choices=["full", "partial"])
+    parser.add_argument("--child", choices=list(KINDS))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "partial_fc.json")
     args = parser.parse_args()
     if args.child:
@@ -121,18 +135,17 @@ def main() -> None:
         return
 
     rows = []
-    print(f"{'C':>9} | {'full ms':>9} {'full MiB':>9} | {'PFC ms':>9} {'PFC MiB':>9} | {'time x':>6} {'mem x':>6} | state MiB full/PFC | step-only mem x")
+    print(f"{'C':>9} | " + " | ".join(f"{KINDS[k]:>22}" for k in KINDS) + " | time x / mem x vs full FC")
     for classes in args.classes:
-        full, part = run("full", classes, args), run("partial", classes, args)
-        rows += [full, part]
-        if "error" in full or "error" in part:
-            print(f"{classes:>9} | {full.get('error', '')} {part.get('error', '')}")
+        res = {kind: run(kind, classes, args) for kind in KINDS}
+        rows += list(res.values())
+        if any("error" in r for r in res.values()):
+            print(f"{classes:>9} | " + " ".join(r.get("error", "ok") for r in res.values()))
             continue
-        print(
-            f"{classes:>9} | {full['ms']:>9.1f} {full['peak_mb']:>9.0f} | {part['ms']:>9.1f} {part['peak_mb']:>9.0f} | "
-            f"{part['ms'] / full['ms']:>6.2f} {part['peak_mb'] / full['peak_mb']:>6.2f} | {full['state_mb']:.0f} / {part['state_mb']:.0f} | "
-            f"{(part['peak_mb'] - part['state_mb']) / (full['peak_mb'] - full['state_mb']):.2f}"
-        )
+        full = res["full"]
+        cells = [f"{r['ms']:>9.0f} ms {r['peak_mb']:>7.0f} MiB" for r in res.values()]
+        ratios = [f"{KINDS[k]} {res[k]['ms'] / full['ms']:.2f} / {res[k]['peak_mb'] / full['peak_mb']:.2f}" for k in KINDS if k != "full"]
+        print(f"{classes:>9} | " + " | ".join(cells) + " | " + ", ".join(ratios))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"machine": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(), "threads": args.threads}
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))

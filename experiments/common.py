@@ -87,7 +87,12 @@ def save(study: str, results: dict[str, list[dict[str, float]]], markdown: str) 
 
 
 #: Verification sets a study can ask for: name -> (kind, set_seed), as in `default_val_sets`.
-SETS: dict[str, tuple[str, int]] = {"synth-lfw": ("standard", 0), "synth-cfpfp": ("cross_pose", 1), "synth-lowres": ("lowres", 2)}
+SETS: dict[str, tuple[str, int]] = {
+    "synth-lfw": ("standard", 0),
+    "synth-cfpfp": ("cross_pose", 1),
+    "synth-lowres": ("lowres", 2),
+    **{f"synth-rfw-g{g}": ("group", 10 + g) for g in range(4)},
+}
 
 
 def budget_args(
@@ -105,7 +110,9 @@ def budget_args(
     teacher needs its ``last.ckpt``).
     """
     entries = ", ".join(
-        f"{{class_path: fr_lightning.data.SyntheticPairs, init_args: {{name: {name}, kind: {SETS[name][0]}, pairs: {pairs}, set_seed: {SETS[name][1]}}}}}"
+        f"{{class_path: fr_lightning.data.SyntheticPairs, init_args: {{name: {name}, kind: {SETS[name][0]}, pairs: {pairs}, set_seed: {SETS[name][1]}"
+        + (f", group: {name[-1]}" if SETS[name][0] == "group" else "")
+        + "}}"
         for name in sets
     )
     args = [

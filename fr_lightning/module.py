@@ -310,10 +310,46 @@ class FaceRecognitionModule(pl.LightningModule):
             optimizer = torch.optim.SGD(groups, lr=0.1, momentum=0.9, weight_decay=5e-4)
         else:
             optimizer = self.optimizer_factory(groups)
+        if getattr(self.classifier, "sparse_grad", False):
+            optimizer = self._row_sparse(optimizer)
         total = int(self.trainer.estimated_stepping_batches)
         schedule = self.lr_schedule
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule.factor(step, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"}}
+
+    @staticmethod
+    def _row_sparse(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        """The same SGD as a :class:`RowSparseSGD` (sparse centre gradients need a row-wise step)."""
+        from fr_lightning.optim import RowSparseSGD
+
+        if isinstance(optimizer, RowSparseSGD):
+            return optimizer
+        if type(optimizer) is not torch.optim.SGD:
+            raise ValueError(
+                f"model.init_args.classifier has sparse_grad: true, which needs SGD as model.init_args.optimizer "
+                f"(got {type(optimizer).__name__}); use torch.optim.SGD or set sparse_grad: false"
+            )
+        return RowSparseSGD(optimizer.param_groups, **optimizer.defaults)
+
+    def configure_gradient_clipping(
+        self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None
+    ) -> None:
+        """Lightning's clipping, extended to sparse (row-sampled) centre gradients."""
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if not gradient_clip_val or not any(p.grad.is_sparse for p in params):
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        for p in params:
+            if p.grad.is_sparse:
+                p.grad = p.grad.coalesce()
+        values = [p.grad._values() if p.grad.is_sparse else p.grad for p in params]  # views: edited in place
+        if gradient_clip_algorithm in (None, "norm"):
+            total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(v.float()) for v in values]))
+            scale = (float(gradient_clip_val) / (total + 1e-6)).clamp(max=1.0)
+            for v in values:
+                v.mul_(scale.to(v.dtype))
+        else:
+            for v in values:
+                v.clamp_(-float(gradient_clip_val), float(gradient_clip_val))
 
     # ---------------------------------------------------------------- export
     def export_backbone(self, path: str | Path) -> Path:

@@ -61,7 +61,8 @@ class NanGuard(pl.Callback):
         """Decide (same on every rank) whether to skip, and skip by dropping the gradients."""
         if not self.enabled:
             return
-        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        # Sparse (row-sampled Partial FC) gradients are checked through their stored values.
+        grads = [p.grad.coalesce()._values() if p.grad.is_sparse else p.grad for p in pl_module.parameters() if p.grad is not None]
         scaler = getattr(trainer.precision_plugin, "scaler", None)
         grads_bad = False
         if grads and scaler is None:

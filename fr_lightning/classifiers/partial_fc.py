@@ -131,9 +131,20 @@ class PartialFC(nn.Module):
         num_classes: number of identities (linked from the data module by the CLI).
         sample_rate: fraction r of each rank's classes used per step (all positives always kept).
         subcenters: centres per class (Sub-center ArcFace); a class is sampled with all its K centres.
+        sparse_grad: give the centres a row-sparse gradient (only the sampled rows) when
+            ``sample_rate < 1``; the module then steps them with :class:`fr_lightning.optim.RowSparseSGD`
+            (lazy momentum and weight decay on the sampled rows only, as Partial FC v1), so no
+            dense centre-sized gradient is ever built. Needs SGD as the optimizer.
     """
 
-    def __init__(self, embedding_dim: int = 512, num_classes: int = 1000, sample_rate: float = 1.0, subcenters: int = 1) -> None:
+    def __init__(
+        self,
+        embedding_dim: int = 512,
+        num_classes: int = 1000,
+        sample_rate: float = 1.0,
+        subcenters: int = 1,
+        sparse_grad: bool = False,
+    ) -> None:
         super().__init__()
         if not 0.0 < sample_rate <= 1.0:
             raise ValueError(f"PartialFC sample_rate must be in (0, 1], got {sample_rate}")
@@ -141,6 +152,7 @@ class PartialFC(nn.Module):
         self.num_classes = num_classes
         self.sample_rate = sample_rate
         self.subcenters = subcenters
+        self.sparse_grad = bool(sparse_grad) and sample_rate < 1.0
         self.world_size, self.rank = 1, 0
         self._sizes: list[int] = []
         self.class_start, self.class_end = 0, num_classes
@@ -240,7 +252,9 @@ class PartialFC(nn.Module):
         weight = self.weight
         if index is not None:
             k = self.subcenters
-            weight = weight.view(-1, k, self.embedding_dim)[index].reshape(-1, self.embedding_dim)
+            rows = (index[:, None] * k + torch.arange(k, device=index.device)).reshape(-1)
+            # embedding(sparse=True): the centres' gradient holds the sampled rows only.
+            weight = F.embedding(rows, weight, sparse=self.sparse_grad)
         w = F.normalize(weight.float(), dim=1)
         self.last_index = index  # read by tests and diagnostics only
         return x @ w.t(), target

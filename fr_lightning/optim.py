@@ -1,0 +1,74 @@
+"""SGD that updates only the rows present in a sparse gradient (Partial FC's sampled class centres)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class RowSparseSGD(torch.optim.SGD):
+    """``torch.optim.SGD`` for dense parameters; a row-sparse update for sparse-gradient ones.
+
+    For a parameter whose gradient is a sparse COO tensor over rows (as
+    ``PartialFC(sparse_grad=True)`` produces), only the touched rows ``R`` change:
+
+    ``d = g_R + wd·w_R``; ``buf_R = μ·buf_R + (1 − dampening)·d`` (the buffer starts at zero: the
+    same first step as ``torch.optim.SGD`` when ``dampening = 0``);
+    ``w_R -= lr·(d + μ·buf_R if nesterov else buf_R)``.
+
+    Untouched rows keep their weight and momentum (lazy momentum, as Partial FC v1), so the
+    dense gradient and the weight-decay temporary (each the size of the whole centre matrix) are
+    never built. The momentum buffer is dense and stored as ``momentum_buffer`` like
+    ``torch.optim.SGD``'s, so checkpoints keep the same layout. ``maximize`` is not supported on
+    sparse parameters.
+    """
+
+    def __init__(self, params: Iterable[Any], **kwargs: Any) -> None:
+        kwargs.pop("foreach", None)  # dense parameters use the default implementation choice
+        super().__init__(params, **kwargs)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        hidden: list[tuple[torch.nn.Parameter, Tensor, dict[str, Any]]] = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and p.grad.is_sparse:
+                    hidden.append((p, p.grad, group))
+                    p.grad = None
+        try:
+            super().step()
+        finally:
+            for p, grad, _ in hidden:
+                p.grad = grad
+        for p, grad, group in hidden:
+            self._sparse_update(p, grad, group)
+        return loss
+
+    def _sparse_update(self, p: Tensor, grad: Tensor, group: dict[str, Any]) -> None:
+        if group.get("maximize", False):
+            raise ValueError("RowSparseSGD: maximize=True is not supported for sparse gradients")
+        grad = grad.coalesce()
+        rows = grad.indices()[0]
+        d = grad.values().to(p.dtype)
+        if d.ndim == 1:
+            d = d[:, None]
+        d = d.reshape(rows.numel(), *p.shape[1:])
+        wd, momentum, lr = group["weight_decay"], group["momentum"], group["lr"]
+        if wd:
+            d = d + wd * p[rows]
+        if momentum:
+            state = self.state[p]
+            if state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = torch.zeros_like(p)
+            buf = state["momentum_buffer"]
+            new = momentum * buf[rows] + (1.0 - group["dampening"]) * d
+            buf[rows] = new
+            d = d + momentum * new if group["nesterov"] else new
+        p.index_add_(0, rows, d, alpha=-lr)
