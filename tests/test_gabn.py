@@ -272,3 +272,25 @@ def test_fairness_is_silent_without_group_sets(tmp_path: Path) -> None:
     assert "val/synth-lfw/acc" in trainer.callback_metrics
     assert not any(k.startswith("val/fairness") for k in trainer.callback_metrics)
     assert any(isinstance(cb, FairnessEvaluation) for cb in trainer.callbacks)
+
+
+@pytest.mark.distributed
+@pytest.mark.timeout(180)
+def test_gabn_trains_under_two_process_ddp(tmp_path: Path) -> None:
+    """Double backward and the erased second pass run through DDP (gloo, 2 processes)."""
+    trainer = tiny_trainer(
+        tmp_path,
+        callbacks=[GABN(warmup=1)],
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=0,
+        devices=2,
+        strategy="ddp_spawn",
+    )
+    module = tiny_module()
+    trainer.fit(module, _group_data())
+    assert trainer.state.finished
+    # ddp_spawn returns rank 0's metrics: both terms were computed and finite.
+    m = trainer.callback_metrics
+    assert torch.isfinite(m["train/loss/gabn/adversarial"]) and m["train/loss/gabn/erased_ce"] > 0
+    assert torch.isfinite(m["train/loss"])
