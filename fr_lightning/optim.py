@@ -56,19 +56,21 @@ class RowSparseSGD(torch.optim.SGD):
             raise ValueError("RowSparseSGD: maximize=True is not supported for sparse gradients")
         grad = grad.coalesce()
         rows = grad.indices()[0]
-        d = grad.values().to(p.dtype)
-        if d.ndim == 1:
-            d = d[:, None]
-        d = d.reshape(rows.numel(), *p.shape[1:])
+        # In-place arithmetic on row-sized tensors only: no temporary the size of the whole matrix,
+        # and as few row-sized ones as possible (a Partial FC sample can be 10^5 rows x 512).
+        d = grad.values().to(p.dtype, copy=True).reshape(rows.numel(), *p.shape[1:])
         wd, momentum, lr = group["weight_decay"], group["momentum"], group["lr"]
         if wd:
-            d = d + wd * p[rows]
+            d.add_(p.index_select(0, rows), alpha=wd)
         if momentum:
             state = self.state[p]
             if state.get("momentum_buffer") is None:
                 state["momentum_buffer"] = torch.zeros_like(p)
             buf = state["momentum_buffer"]
-            new = momentum * buf[rows] + (1.0 - group["dampening"]) * d
-            buf[rows] = new
-            d = d + momentum * new if group["nesterov"] else new
+            new = buf.index_select(0, rows).mul_(momentum).add_(d, alpha=1.0 - group["dampening"])
+            buf.index_copy_(0, rows, new)
+            if group["nesterov"]:
+                d.add_(new, alpha=momentum)
+            else:
+                d = new
         p.index_add_(0, rows, d, alpha=-lr)

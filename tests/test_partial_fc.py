@@ -63,7 +63,7 @@ def test_single_process_r1_equals_full_fc() -> None:
     b = step_loss(backbone2, pfc, head2, feats, labels)
     a.backward(), b.backward()
     torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
-    torch.testing.assert_close(fc.weight.grad, pfc.weight.grad, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(fc.weight.grad, pfc.weight.grad, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(backbone.weight.grad, backbone2.weight.grad, rtol=1e-5, atol=1e-7)
 
 

@@ -98,3 +98,36 @@ def test_clipping_scales_sparse_and_dense_gradients_together() -> None:
     module.configure_gradient_clipping(opt, gradient_clip_val=1e-3, gradient_clip_algorithm="norm")
     norms = [p.grad.coalesce()._values().norm() if p.grad.is_sparse else p.grad.norm() for p in module.parameters() if p.grad is not None]
     torch.testing.assert_close(torch.stack(norms).norm(), torch.tensor(1e-3), rtol=1e-3, atol=0)
+
+
+def test_sampled_cosine_gradients_match_autograd_through_normalize() -> None:
+    from fr_lightning.classifiers.partial_fc import SampledCosine
+
+    g = torch.Generator().manual_seed(3)
+    x = F.normalize(torch.randn(5, 6, generator=g, dtype=torch.float64), dim=1).requires_grad_()
+    weight = torch.randn(20, 6, generator=g, dtype=torch.float64).requires_grad_()
+    rows = torch.tensor([2, 5, 11, 19])
+    up = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    ref = x @ F.normalize(weight[rows], dim=1).t()
+    ref_gx, ref_gw = torch.autograd.grad((ref * up).sum(), (x, weight))
+    for sparse in (False, True):
+        out = SampledCosine.apply(x, weight, rows, sparse)
+        torch.testing.assert_close(out, ref)
+        gx, gw = torch.autograd.grad((out * up).sum(), (x, weight))
+        torch.testing.assert_close(gx, ref_gx)
+        torch.testing.assert_close(gw.to_dense() if sparse else gw, ref_gw)
+
+
+def test_lean_cross_entropy_equals_torch() -> None:
+    from fr_lightning.classifiers.partial_fc import LeanCrossEntropy
+
+    g = torch.Generator().manual_seed(4)
+    logits = (torch.randn(6, 9, generator=g, dtype=torch.float64) * 10).requires_grad_()
+    labels = torch.tensor([0, 8, -1, 3, 3, -1])
+    up = torch.rand(6, generator=g, dtype=torch.float64)
+    ref = F.cross_entropy(logits, labels, reduction="none", ignore_index=-1)
+    (ref_g,) = torch.autograd.grad((ref * up).sum(), logits)
+    out = LeanCrossEntropy.apply(logits, labels)
+    torch.testing.assert_close(out, ref)
+    (got,) = torch.autograd.grad((out * up).sum(), logits)
+    torch.testing.assert_close(got, ref_g)

@@ -116,6 +116,72 @@ class DistCrossEntropy(torch.autograd.Function):
         return (prob - onehot) * grad.unsqueeze(1), None
 
 
+class SampledCosine(torch.autograd.Function):
+    """Cosine of unit rows ``x`` against the sampled centre rows ``weight[rows]``, memory-lean.
+
+    Gathers and normalises the sampled rows into one buffer (no separate gathered copy kept for
+    backward) and returns the centres' gradient for those rows only: a sparse COO tensor when
+    ``sparse`` (for :class:`fr_lightning.optim.RowSparseSGD`), else a dense one.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, rows: Tensor, sparse: bool) -> Tensor:  # type: ignore[override]
+        w = weight.index_select(0, rows)
+        if w.dtype in (torch.float16, torch.bfloat16):
+            w = w.float()
+        norms = torch.linalg.vector_norm(w, dim=1, keepdim=True).clamp_min_(1e-12)  # as F.normalize
+        w.div_(norms)
+        ctx.save_for_backward(x, w, norms, rows)
+        ctx.sparse, ctx.shape = sparse, weight.shape
+        return x @ w.t()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:  # type: ignore[override]
+        x, w, norms, rows = ctx.saved_tensors
+        grad = grad.to(w.dtype)
+        grad_x = (grad @ w).to(x.dtype) if ctx.needs_input_grad[0] else None
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            gw = grad.t() @ x.to(w.dtype)  # d loss / d unit rows
+            # Through the normalisation: (g − u·(g·u)) / ‖w‖, in place; the row dots as a batched
+            # matmul so no second row-sized temporary is made.
+            dots = torch.bmm(gw.unsqueeze(1), w.unsqueeze(2)).squeeze(2)
+            gw.addcmul_(w, dots, value=-1.0).div_(norms)
+            if ctx.sparse:
+                # rows are sorted and unique (sorted class sample x sub-centres): already coalesced.
+                grad_w = torch.sparse_coo_tensor(rows[None], gw, ctx.shape, is_coalesced=True, check_invariants=False)
+            else:
+                grad_w = gw.new_zeros(ctx.shape).index_add_(0, rows, gw)
+        return grad_x, grad_w, None, None
+
+
+class LeanCrossEntropy(torch.autograd.Function):
+    """Per-row softmax CE that keeps no softmax for backward (rows with label -1 get 0).
+
+    ``F.cross_entropy`` stores a log-softmax as large as the logits until backward; this keeps
+    only the logits (which the module holds anyway) and the per-row log-sum-exp, and rebuilds
+    the softmax in place during backward. Same values and gradients.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, labels: Tensor) -> Tensor:  # type: ignore[override]
+        valid = labels >= 0
+        lse = torch.logsumexp(logits, dim=1)
+        picked = logits.gather(1, labels.clamp(min=0).unsqueeze(1)).squeeze(1)
+        ctx.save_for_backward(logits, lse, labels)
+        return torch.where(valid, lse - picked, torch.zeros_like(lse))
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        logits, lse, labels = ctx.saved_tensors
+        valid = labels >= 0
+        g = (logits - lse.unsqueeze(1)).exp_()
+        rows = torch.nonzero(valid).squeeze(1)
+        g[rows, labels[rows]] -= 1.0
+        g.mul_((grad * valid).unsqueeze(1).to(g.dtype))
+        return g, None
+
+
 class PartialFC(nn.Module):
     """Model-parallel, sampled classifier (Partial FC); equals :class:`FullFC` for r=1 on one device.
 
@@ -249,20 +315,17 @@ class PartialFC(nn.Module):
             labels = _all_gather_rows(labels, self._sizes)
         x = F.normalize(embeddings.float(), dim=1)
         index, target = self._sample(labels)
-        weight = self.weight
-        if index is not None:
-            k = self.subcenters
-            rows = (index[:, None] * k + torch.arange(k, device=index.device)).reshape(-1)
-            # embedding(sparse=True): the centres' gradient holds the sampled rows only.
-            weight = F.embedding(rows, weight, sparse=self.sparse_grad)
-        w = F.normalize(weight.float(), dim=1)
         self.last_index = index  # read by tests and diagnostics only
-        return x @ w.t(), target
+        if index is None:
+            return x @ F.normalize(self.weight.float(), dim=1).t(), target
+        k = self.subcenters
+        rows = (index[:, None] * k + torch.arange(k, device=index.device)).reshape(-1)
+        return SampledCosine.apply(x, self.weight, rows, self.sparse_grad), target
 
     def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Per-sample softmax CE (float32) of this rank's own rows; rows with label -1 everywhere get 0."""
         if not self.sharded:
-            return F.cross_entropy(logits.float(), labels, reduction="none", ignore_index=-1)
+            return LeanCrossEntropy.apply(logits.float(), labels)
         losses = DistCrossEntropy.apply(logits, labels)
         sizes = self._sizes
         if sum(sizes) != labels.shape[0]:
