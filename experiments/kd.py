@@ -89,7 +89,9 @@ def main() -> None:
     results: dict[str, list[dict[str, float]]] = {v: [] for v in args.variants}
     for seed in args.seeds:
         for variant in args.variants:
-            name = f"kd-{variant.strip('+').replace('+', '-')}-{tag}"
+            # Students taught by a teacher trained for other epochs get their own cache entries.
+            taught = "" if not VARIANTS[variant] or teacher_epochs == args.epochs else f"-te{teacher_epochs}"
+            name = f"kd-{variant.strip('+').replace('+', '-')}-{tag}{taught}"
             results[variant].append(run_fit(name, [*student, callbacks_arg(variant, ckpt, args.teacher_width)], seed))
 
     cmd = "python experiments/kd.py " + " ".join(
