@@ -234,3 +234,28 @@ def test_export_mean(tmp_path: Path) -> None:
     x = _batch(2).images
     expected = 0.5 * (module.backbone(x) + module.method_modules["coteaching"]["backbone"](x))
     assert torch.allclose(net(x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_peers_share_the_sampled_classes_of_partial_fc(tmp_path, sparse: bool) -> None:
+    from fr_lightning.classifiers import PartialFC
+
+    module = tiny_module(num_classes=8, classifier=lambda d, c: PartialFC(d, c, sample_rate=0.5, sparse_grad=sparse))
+    method = CoTeaching(forget_rate=0.25, ramp=0)
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    original = method.peer_forward
+
+    def spy(mod, images, labels, index=None):  # type: ignore[no-untyped-def]
+        logits, loss = original(mod, images, labels, index)
+        assert index is not None  # both calls pass peer 1's sample
+        seen.append((mod.classifier.last_index.clone(), method.parts(mod)["classifier"].last_index.clone()))
+        return logits, loss
+
+    method.peer_forward = spy  # type: ignore[method-assign]
+    trainer = tiny_trainer(tmp_path, callbacks=[method], max_epochs=1, limit_train_batches=2, limit_val_batches=0)
+    trainer.fit(module, tiny_data())
+    assert trainer.global_step == 2 and torch.isfinite(trainer.callback_metrics["train/loss"])
+    assert len(seen) == 4  # per step: the scoring pass, then peer 2's training forward
+    # Scoring pass: peer 2 reuses the sample peer 1 just drew (all positives + negatives, >= r*C).
+    for main, peer in seen[0::2]:
+        assert torch.equal(main, peer) and peer.numel() >= 4

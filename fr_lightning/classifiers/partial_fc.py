@@ -307,14 +307,29 @@ class PartialFC(nn.Module):
         remapped = torch.searchsorted(index, local.clamp(min=0))
         return index, torch.where(owned, remapped, torch.full_like(local, -1))
 
-    def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """Cosine ``[B_global, C'_local*K]`` against the sampled local centres, and remapped labels."""
+    def _remap(self, labels: Tensor, index: Tensor) -> Tensor:
+        """Labels as columns of a given sorted local sample ``index`` (-1 where the class is not in it)."""
+        local = labels - self.class_start
+        owned = (labels >= self.class_start) & (labels < self.class_end)
+        pos = torch.searchsorted(index, local.clamp(min=0)).clamp(max=max(index.numel() - 1, 0))
+        found = owned & (index.numel() > 0) & (index[pos] == local)
+        return torch.where(found, pos, torch.full_like(local, -1))
+
+    def forward(self, embeddings: Tensor, labels: Tensor, index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Cosine ``[B_global, C'_local*K]`` against the sampled local centres, and remapped labels.
+
+        ``index`` (sorted local class indices, e.g. another classifier's ``last_index``) reuses a
+        given sample instead of drawing one: co-teaching peers share each step's classes.
+        """
         if self.sharded:
             self._sizes = _gather_sizes(embeddings.shape[0], embeddings.device)
             embeddings = AllGatherRows.apply(embeddings, self._sizes)
             labels = _all_gather_rows(labels, self._sizes)
         x = F.normalize(embeddings.float(), dim=1)
-        index, target = self._sample(labels)
+        if index is None:
+            index, target = self._sample(labels)
+        else:
+            target = self._remap(labels, index)
         self.last_index = index  # read by tests and diagnostics only
         if index is None:
             return x @ F.normalize(self.weight.float(), dim=1).t(), target

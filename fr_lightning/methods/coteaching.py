@@ -89,8 +89,8 @@ class CoTeaching(Method):
     :class:`MeanEmbedding` (``backbone.*`` and ``peer.*``) whose forward averages both peers'
     embeddings; :meth:`mean_embedding` builds the same network from a trained module.
 
-    Only an unsampled classifier is supported (``FullFC``, or ``PartialFC`` with
-    ``sample_rate=1``): with sampling, the two peers' logits would cover different classes.
+    With a sampled ``PartialFC`` the peers share the classes peer 1 sampled in each forward pass
+    (peer 2's classifier reuses ``last_index``), so their logits cover the same columns.
 
     Args:
         forget_rate: τ, the final fraction of each batch (or of the set) dropped; about the
@@ -140,12 +140,11 @@ class CoTeaching(Method):
         self.keep: Tensor | None = None
         self.scored_epoch = -1
         self._mask: Tensor | None = None
+        self._index: Tensor | None = None
 
     # ------------------------------------------------------------------ build
     def build(self, module: "FaceRecognitionModule") -> nn.Module:
         """Peer 2: a freshly initialised copy of the module's backbone and classifier."""
-        if float(getattr(module.classifier, "sample_rate", 1.0)) < 1.0:
-            raise ValueError("CoTeaching needs an unsampled classifier (FullFC, or PartialFC with sample_rate=1)")
         return nn.ModuleDict({"backbone": _fresh_copy(module.backbone), "classifier": _fresh_copy(module.classifier)})
 
     # --------------------------------------------------------------- helpers
@@ -154,11 +153,20 @@ class CoTeaching(Method):
         t = trainer.current_epoch if self.ramp_unit == "epoch" else trainer.global_step
         return forget_rate(t, self.forget_rate, self.ramp)
 
-    def peer_forward(self, module: "FaceRecognitionModule", images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """Peer 2's logits ``[B, C]`` and per-sample supervised loss ``[B]`` (the module's head and loss path)."""
+    def peer_forward(
+        self, module: "FaceRecognitionModule", images: Tensor, labels: Tensor, index: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Peer 2's logits ``[B, C]`` and per-sample supervised loss ``[B]`` (the module's head and loss path).
+
+        ``index``: peer 1's sampled classes (a sampled PartialFC), reused so both peers' logits
+        cover the same columns.
+        """
         peer = self.parts(module)
         embeddings = peer["backbone"](images)
-        cosine, target = peer["classifier"](embeddings, labels)
+        if index is not None:
+            cosine, target = peer["classifier"](embeddings, labels, index=index)
+        else:
+            cosine, target = peer["classifier"](embeddings, labels)
         rows = peer["classifier"].rows(embeddings) if hasattr(peer["classifier"], "rows") else embeddings
         norms, unit = rows.float().norm(dim=1), F.normalize(rows.float(), dim=1)
         logits = module.head(cosine, target, norms=norms, embeddings=unit)
@@ -172,7 +180,7 @@ class CoTeaching(Method):
         """Selection scores ``[B]`` of both peers on the horizontally flipped ``images`` (no gradient)."""
         flipped = torch.flip(images, dims=[3])
         out = module.forward_train(flipped, labels)
-        logits2, ce2 = self.peer_forward(module, flipped, labels)
+        logits2, ce2 = self.peer_forward(module, flipped, labels, getattr(module.classifier, "last_index", None))
         return selection_score(out.per_sample_loss, ce2, out.logits, logits2, self.lam)
 
     @torch.no_grad()
@@ -231,6 +239,8 @@ class CoTeaching(Method):
     def sample_weights(self, batch: FaceBatch, out: "StepOutput", module: "FaceRecognitionModule") -> Tensor:
         """The 0/1 selection mask ``[B]`` (peer 1's loss goes through the module's reducer with it)."""
         rate = self.current_rate(module.trainer)
+        # Peer 1's sampled classes of this training step (a sampled PartialFC), before scoring resamples.
+        self._index = getattr(module.classifier, "last_index", None)
         if self.mode == "epoch":
             if self.keep is None:
                 raise RuntimeError("CoTeaching(mode='epoch'): no selection yet (on_train_epoch_start did not run)")
@@ -254,7 +264,8 @@ class CoTeaching(Method):
         """``peer_ce``: peer 2's masked supervised loss; ``agreement``: the mean-point term on all samples."""
         mask = self._mask if self._mask is not None else torch.ones(len(batch), dtype=torch.bool, device=batch.labels.device)
         self._mask = None
-        logits2, per_sample2 = self.peer_forward(module, batch.images, batch.labels)
+        index, self._index = self._index, None
+        logits2, per_sample2 = self.peer_forward(module, batch.images, batch.labels, index)
         terms = {"peer_ce": reduce_loss(per_sample2, mask.float(), valid=batch.labels >= 0)}
         if self.agreement_weight > 0:
             terms["agreement"] = self.agreement_weight * mean_point_agreement(out.logits, logits2)
