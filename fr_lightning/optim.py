@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -25,10 +25,6 @@ class RowSparseSGD(torch.optim.SGD):
     ``torch.optim.SGD``'s, so checkpoints keep the same layout. ``maximize`` is not supported on
     sparse parameters.
     """
-
-    def __init__(self, params: Iterable[Any], **kwargs: Any) -> None:
-        kwargs.pop("foreach", None)  # dense parameters use the default implementation choice
-        super().__init__(params, **kwargs)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]

@@ -36,7 +36,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fr_lightning.utils.dist import is_dist
 
 
 def shard_bounds(total: int, world: int, rank: int) -> tuple[int, int]:
@@ -304,8 +303,7 @@ class PartialFC(nn.Module):
             score = torch.rand(num_local, device=labels.device)
             score[positive] = 2.0
             index = score.topk(num_sample).indices.sort().values
-        remapped = torch.searchsorted(index, local.clamp(min=0))
-        return index, torch.where(owned, remapped, torch.full_like(local, -1))
+        return index, self._remap(labels, index)
 
     def _remap(self, labels: Tensor, index: Tensor) -> Tensor:
         """Labels as columns of a given sorted local sample ``index`` (-1 where the class is not in it)."""
