@@ -142,20 +142,37 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> FaceCLI:
     )
 
 
+#: ``fr <name> ...`` subcommands besides LightningCLI's: name -> ("module:function", one-line help).
+#: Each function takes the remaining argv. Add a row to add a subcommand.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "export": ("fr_lightning.tools.export:main", "write a checkpoint's embedding network for deployment"),
+    "data": ("fr_lightning.tools.data_cli:main", "write, convert, inspect and align data sets"),
+}
+
+
+def _print_subcommands() -> None:
+    """Lists the subcommands that LightningCLI's own ``--help`` does not know about."""
+    print("\nfr also has these subcommands (each takes --help):")
+    for name, (_, text) in SUBCOMMANDS.items():
+        print(f"  {name:<10} {text}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``fr`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "export":
-        from fr_lightning.tools.export import main as export_main
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
 
-        export_main(argv[1:])
+        target, _ = SUBCOMMANDS[argv[0]]
+        module_name, function = target.split(":")
+        getattr(importlib.import_module(module_name), function)(argv[1:])
         return
-    if argv and argv[0] == "data":
-        from fr_lightning.tools.data_cli import main as data_main
-
-        data_main(argv[1:])
-        return
-    cli_main(None if argv == sys.argv[1:] else argv)
+    try:
+        cli_main(None if argv == sys.argv[1:] else argv)
+    except SystemExit as stop:
+        if argv and argv[0] in ("-h", "--help") and stop.code in (0, None):
+            _print_subcommands()
+        raise
 
 
 if __name__ == "__main__":

@@ -192,11 +192,19 @@ class FaceRecognitionModule(pl.LightningModule):
         """Raw embeddings ``[B, D]`` of normalised images."""
         return self.backbone(images)
 
+    def embedding_network(self) -> nn.Module:
+        """The network that validation, test, predict and export embed with (``images -> [B, D]``).
+
+        The backbone by default; a stacked method may define another evaluation embedding.
+        """
+        return self.backbone
+
     def embed(self, images: Tensor, flip: bool = True) -> Tensor:
         """Evaluation embedding: raw embedding plus that of the mirrored image (flip test), unnormalised."""
-        emb = self.backbone(images)
+        net = self.embedding_network()
+        emb = net(images)
         if flip:
-            emb = emb + self.backbone(torch.flip(images, dims=[3]))
+            emb = emb + net(torch.flip(images, dims=[3]))
         return emb
 
     def forward_train(self, images: Tensor, labels: Tensor, target_margin: Tensor | None = None) -> StepOutput:
