@@ -133,3 +133,30 @@ def test_identity_signal() -> None:
         same = np.abs(a - b).mean()
         diff = np.mean([np.abs(a[i] - b[j]).mean() for i in range(12) for j in range(12) if i != j])
         assert same < 0.6 * diff, scale
+
+
+#: sha256 of the batches below, recorded with the single-file renderer before it became a package
+#: (opencv-python-headless 5.0.0, numpy 2.4.6). Pins the rendering bit for bit.
+_RENDER_SHA256 = "48e66bce61409e0a4e257eb0f6cbb308c6ecdb6378452d49c90bc52376b722cf"
+
+
+def test_rendering_is_bit_identical_to_recorded_hash() -> None:
+    import hashlib
+
+    import cv2
+
+    from fr_lightning.data.synthetic import Nuisance
+
+    if cv2.__version__ != "5.0.0" or not np.__version__.startswith("2."):
+        pytest.skip(f"hash recorded with opencv 5.0.0 / numpy 2.x, have {cv2.__version__} / {np.__version__}")
+    h = hashlib.sha256()
+    configs = [
+        dict(seed=0, image_size=112),
+        dict(seed=3, image_size=48, profile_prob=0.5, identity_scale=0.7),
+        dict(seed=1, image_size=64, nuisance=Nuisance(occluder_prob=1.0, blur_prob=1.0)),
+    ]
+    for kw in configs:
+        b = FaceRenderer(**kw).render(np.arange(12) * 7 + 1, np.arange(12) * 3)
+        for a in (b.images, b.landmarks, b.pose, b.group):
+            h.update(np.ascontiguousarray(a).tobytes())
+    assert h.hexdigest() == _RENDER_SHA256
