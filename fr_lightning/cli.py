@@ -147,6 +147,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> FaceCLI:
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("fr_lightning.tools.export:main", "write a checkpoint's embedding network for deployment"),
     "data": ("fr_lightning.tools.data_cli:main", "write, convert, inspect and align data sets"),
+    "eval": ("fr_lightning.tools.eval_cli:main", "evaluate a checkpoint on IJB-B/C (1:1, 1:N) or a TinyFace-style set"),
 }
 
 

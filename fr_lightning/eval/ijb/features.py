@@ -105,11 +105,11 @@ class FeatureCache:
             self.done = {c for c in done if self.chunk_file(c).is_file()}
 
     @staticmethod
-    def key_for(ckpt: Path, list_file: Path, image_size: int, extra: str = "") -> str:
-        """Cache key of a checkpoint (path, size, mtime), an image list (content hash) and crop size."""
+    def key_for(ckpt: Path, image_list: bytes, image_size: int) -> str:
+        """Cache key of a checkpoint (path, size, mtime), an image list (its bytes, hashed) and crop size."""
         st = ckpt.stat()
-        digest = hashlib.sha1(list_file.read_bytes()).hexdigest()
-        return _fingerprint({"ckpt": str(ckpt.resolve()), "size": st.st_size, "mtime": st.st_mtime_ns, "list": digest, "image_size": image_size, "extra": extra})
+        digest = hashlib.sha1(image_list).hexdigest()
+        return _fingerprint({"ckpt": str(ckpt.resolve()), "size": st.st_size, "mtime": st.st_mtime_ns, "list": digest, "image_size": image_size})
 
     @property
     def num_chunks(self) -> int:
