@@ -37,11 +37,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fr_lightning.data.convert import write_recordio_encoded  # noqa: E402
-from fr_lightning.data.real_sources import FolderSource, RecordIOSource  # noqa: E402
-from fr_lightning.data.recordio import encode_image  # noqa: E402
+from fr_lightning.data import (  # noqa: E402
+    Augment,
+    FolderSource,
+    RecordIOSource,
+    encode_image,
+    normalize_images,
+    write_recordio_encoded,
+)
 from fr_lightning.data.synthetic import FaceRenderer  # noqa: E402
-from fr_lightning.data.transforms import Augment, normalize_images  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "data_throughput.json"
 SIZE = 112

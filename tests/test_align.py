@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fr_lightning.data.align import TEMPLATE_112, align_face, similarity_transform, template, transform_points
+from fr_lightning.data import TEMPLATE_112, align_face, similarity_transform, template, transform_points
 from fr_lightning.data.synthetic import FaceRenderer
 
 

@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fr_lightning.data.binfile import decode_pairs, load_bin, write_bin
-from fr_lightning.data.errors import DataFormatError
-from fr_lightning.data.recordio import encode_image
+from fr_lightning.data import DataFormatError, decode_pairs, encode_image, load_bin, write_bin
 
 
 def _images(n: int, size: int = 12) -> list[np.ndarray]:

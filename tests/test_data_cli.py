@@ -14,12 +14,18 @@ import pytest
 import yaml
 
 from fr_lightning.cli import cli_main, main
-from fr_lightning.data import SyntheticSource
-from fr_lightning.data.binfile import decode_pairs, load_bin
-from fr_lightning.data.errors import DataFormatError
-from fr_lightning.data.recordio import RecordIODataset, decode_image
-from fr_lightning.data.sources import SyntheticPairs
-from fr_lightning.data.streaming import ShardDataset
+from fr_lightning.data import (
+    DataFormatError,
+    RecordIOSet,
+    SyntheticPairs,
+    SyntheticSource,
+    WdsDataset,
+    decode_image,
+    decode_pairs,
+    load_bin,
+    read_shard_index,
+)
+from fr_lightning.data.formats.wds import iter_shard
 from fr_lightning.tools import data_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +37,17 @@ def _synth(out: Path, fmt: str = "png", identities: int = 4, per: int = 3, size:
           "--image-size", str(size), "--format", fmt, "--pairs", str(pairs)])  # fmt: skip
 
 
+def _item(rec: RecordIOSet, i: int) -> tuple[np.ndarray, int]:
+    buf, label = rec.read(i)
+    return decode_image(buf, rec.describe(i)), rec.check_label(label, i)
+
+
+def _wds_raw(uri: Path) -> list[tuple[bytes, int]]:
+    """Every sample's ``(encoded image, label)`` of a shard folder, in file order."""
+    index = read_shard_index(uri)
+    return [(s.image, s.label) for k in range(len(index.files)) for s in iter_shard(index, k)]  # type: ignore[union-attr]
+
+
 def _digest(img: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(img).tobytes()).hexdigest()
 
@@ -40,12 +57,12 @@ def _digest(img: np.ndarray) -> str:
 
 def test_synth_png_round_trip_is_exact(tmp_path: Path) -> None:
     _synth(tmp_path, "png")
-    rec = RecordIODataset(tmp_path)
+    rec = RecordIOSet(tmp_path)
     assert rec.num_classes == 4 and len(rec) == 12 and rec.image_size == (32, 32)
     ids, idx = np.repeat(np.arange(4), 3), np.tile(np.arange(3), 4)
     want = SyntheticSource(num_identities=4, samples_per_identity=3).renderer(32).render(ids, idx)
     for i in range(12):
-        img, label = rec[i]
+        img, label = _item(rec, i)
         assert label == want.labels[i]
         np.testing.assert_array_equal(img, want.images[i])
     np.testing.assert_array_equal(np.load(tmp_path / "landmarks.npy"), want.landmarks)
@@ -63,12 +80,12 @@ def test_synth_png_round_trip_is_exact(tmp_path: Path) -> None:
 def test_synth_jpeg_within_tolerance(tmp_path: Path) -> None:
     _synth(tmp_path, "jpg", identities=2, per=2, pairs=0)
     assert not list(tmp_path.glob("*.bin"))
-    rec = RecordIODataset(tmp_path)
+    rec = RecordIOSet(tmp_path)
     want = SyntheticSource(num_identities=2, samples_per_identity=2).renderer(32).render(
         np.repeat(np.arange(2), 2), np.tile(np.arange(2), 2)
     )
     for i in range(4):
-        img, label = rec[i]
+        img, label = _item(rec, i)
         assert label == want.labels[i]
         assert np.abs(img.astype(int) - want.images[i]).mean() < 6
 
@@ -109,39 +126,42 @@ def _face_folder(root: Path) -> Counter:
     return expected
 
 
-def test_folder_to_recordio_to_shards_keeps_identity_image_pairs(tmp_path: Path) -> None:
+def test_folder_to_recordio_to_wds_keeps_identity_image_pairs(tmp_path: Path) -> None:
     expected = _face_folder(tmp_path / "faces")
     names = sorted({name for name, _ in expected})
     main(["data", "convert", str(tmp_path / "faces"), str(tmp_path / "rec")])
-    rec = RecordIODataset(tmp_path / "rec")
+    rec = RecordIOSet(tmp_path / "rec")
     assert rec.num_classes == 3 and rec.layout == "insightface"
-    got_rec = Counter((names[label], _digest(img)) for img, label in (rec[i] for i in range(len(rec))))
+    got_rec = Counter((names[label], _digest(img)) for img, label in (_item(rec, i) for i in range(len(rec))))
     assert got_rec == expected
-    main(["data", "convert", str(tmp_path / "rec"), str(tmp_path / "shards"), "--chunk-mb", "0.001"])
-    shards = ShardDataset(str(tmp_path / "shards"), 20)
-    assert shards.num_classes == 3 and len(shards.index.files) > 1
-    got = Counter((names[label], _digest(decode_image(buf, "shard"))) for buf, label in shards.iter_raw())
+    main(["data", "convert", str(tmp_path / "rec"), str(tmp_path / "shards"), "--max-count", "2"])
+    index = read_shard_index(tmp_path / "shards")
+    assert index.num_classes == 3 and len(index.files) == 3
+    got = Counter((names[label], _digest(decode_image(buf, "shard"))) for buf, label in _wds_raw(tmp_path / "shards"))
     assert got == expected
     # folder -> shards directly gives the same multiset too.
-    main(["data", "convert", str(tmp_path / "faces"), str(tmp_path / "shards2"), "--to", "shards"])
-    got2 = Counter((names[l], _digest(decode_image(b, "s"))) for b, l in ShardDataset(str(tmp_path / "shards2")).iter_raw())
+    main(["data", "convert", str(tmp_path / "faces"), str(tmp_path / "shards2"), "--to", "wds"])
+    got2 = Counter((names[l], _digest(decode_image(b, "s"))) for b, l in _wds_raw(tmp_path / "shards2"))
     assert got2 == expected
 
 
-def test_recordio_to_shards_carries_side_files(tmp_path: Path) -> None:
+def test_recordio_to_wds_carries_side_files(tmp_path: Path) -> None:
     _synth(tmp_path / "rec", identities=3, per=2, pairs=0)
     main(["data", "convert", str(tmp_path / "rec"), str(tmp_path / "sh"), "--landmarks",
           str(tmp_path / "rec/landmarks.npy"), "--group", str(tmp_path / "rec/group.npy")])  # fmt: skip
-    ds = ShardDataset(str(tmp_path / "sh"), 32, rank=0, world_size=1)
+    ds = WdsDataset(str(tmp_path / "sh"), 32, rank=0, world_size=1)
     ds.augment.hflip = False
     lm, grp = np.load(tmp_path / "rec/landmarks.npy"), np.load(tmp_path / "rec/group.npy")
-    rec = RecordIODataset(tmp_path / "rec")
-    by_digest = {_digest(rec[i][0]): i for i in range(len(rec))}
+    rec = RecordIOSet(tmp_path / "rec")
+    by_digest = {_digest(_item(rec, i)[0]): i for i in range(len(rec))}
+    seen = 0
     for s in ds:
         img = ((s["images"].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
         i = by_digest[_digest(img)]
-        assert s["labels"] == rec[i][1] and s["group"] == grp[i]
+        seen += 1
+        assert s["labels"] == _item(rec, i)[1] and s["group"] == grp[i]
         np.testing.assert_allclose(s["landmarks"], lm[i])
+    assert seen == 6
 
 
 def test_convert_errors_name_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

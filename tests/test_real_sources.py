@@ -11,11 +11,19 @@ import pytest
 import torch
 
 from fr_lightning.batch import FaceBatch, collate_faces
-from fr_lightning.data import Augment, BinPairs, FaceDataModule, FolderSource, RecordIOSource
-from fr_lightning.data.binfile import write_bin
-from fr_lightning.data.errors import DataFormatError
-from fr_lightning.data.recordio import RecordIOReader, write_recordio
-from fr_lightning.data.transforms import hflip_landmarks, normalize_images
+from fr_lightning.data import (
+    Augment,
+    BinPairs,
+    DataFormatError,
+    FaceDataModule,
+    FolderSource,
+    RecordIOReader,
+    RecordIOSource,
+    normalize_images,
+    write_bin,
+    write_recordio,
+)
+from fr_lightning.data.transforms import hflip_landmarks
 
 SIZE = 24
 

@@ -11,17 +11,18 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from fr_lightning.data.errors import DataFormatError
-from fr_lightning.data.recordio import (
-    MAGIC,
-    RecordIODataset,
+from fr_lightning.data import (
+    Augment,
+    DataFormatError,
     RecordIOReader,
+    RecordIOSet,
     RecordIOWriter,
-    pack_header,
-    pack_image,
-    unpack_header,
+    decode_image,
+    normalize_images,
     write_recordio,
 )
+from fr_lightning.data.formats.recordio import MAGIC, pack_header, pack_image, unpack_header
+from fr_lightning.data.sources.recordio import RecordIOFaces
 
 MAGIC_BYTES = struct.pack("<I", MAGIC)
 
@@ -36,6 +37,16 @@ def _images(n: int, size: int = 16, seed: int = 0) -> list[np.ndarray]:
         img = base + 2 * (yy[..., None] + xx[..., None]) + rng.integers(0, 3, size=(size, size, 3))
         out.append(np.clip(img, 0, 255).astype(np.uint8))
     return out
+
+
+def _item(ds: RecordIOSet, i: int) -> tuple[np.ndarray, int]:
+    """Decoded RGB image and checked label of image ``i`` (the training path minus augmentation)."""
+    buf, label = ds.read(i)
+    return decode_image(buf, ds.describe(i)), ds.check_label(label, i)
+
+
+def _faces(root: Path, skip_corrupt: bool = False) -> RecordIOFaces:
+    return RecordIOFaces(RecordIOSet(root), 16, Augment(hflip=False), skip_corrupt=skip_corrupt)
 
 
 def _samples(labels: list[int], size: int = 16) -> list[tuple[np.ndarray, int]]:
@@ -65,13 +76,13 @@ def test_write_read_png_exact(tmp_path: Path) -> None:
     n = write_recordio(tmp_path, samples, num_classes=5, img_fmt=".png")
     assert n == 6
     assert (tmp_path / "property").read_text().strip() == "5,16,16"
-    ds = RecordIODataset(tmp_path)
+    ds = RecordIOSet(tmp_path)
     assert ds.layout == "insightface"
     assert len(ds) == 6 and ds.num_classes == 5 and ds.image_size == (16, 16)
     assert list(ds.keys) == [1, 2, 3, 4, 5, 6]
     np.testing.assert_array_equal(ds.labels, [0, 0, 1, 1, 1, 3])
     for i, (img, label) in enumerate(samples):
-        got, got_label = ds[i]
+        got, got_label = _item(ds, i)
         assert got.dtype == np.uint8 and got.shape == (16, 16, 3)
         np.testing.assert_array_equal(got, img)
         assert got_label == label and isinstance(got_label, int)
@@ -86,22 +97,13 @@ def test_write_read_png_exact(tmp_path: Path) -> None:
 def test_jpeg_within_tolerance_and_num_classes_fallbacks(tmp_path: Path) -> None:
     samples = _samples([0, 1, 2, 2])
     write_recordio(tmp_path, samples, img_fmt=".jpg", quality=95)
-    ds = RecordIODataset(tmp_path)
+    ds = RecordIOSet(tmp_path)
     for i, (img, _) in enumerate(samples):
-        diff = np.abs(ds[i][0].astype(int) - img.astype(int)).mean()
+        diff = np.abs(_item(ds, i)[0].astype(int) - img.astype(int)).mean()
         assert diff < 3.0
     assert ds.num_classes == 3
     (tmp_path / "property").unlink()  # falls back to the identity records
-    assert RecordIODataset(tmp_path).num_classes == 3
-
-
-def test_transform_and_negative_index(tmp_path: Path) -> None:
-    write_recordio(tmp_path, _samples([0, 1]), img_fmt=".png")
-    ds = RecordIODataset(tmp_path, transform=lambda im: torch.from_numpy(im).permute(2, 0, 1))
-    img, label = ds[-1]
-    assert img.shape == (3, 16, 16) and label == 1
-    with pytest.raises(IndexError):
-        ds[2]
+    assert RecordIOSet(tmp_path).num_classes == 3
 
 
 def test_plain_im2rec_file(tmp_path: Path) -> None:
@@ -113,12 +115,12 @@ def test_plain_im2rec_file(tmp_path: Path) -> None:
         w.write(keys[0], pack_image(imgs[0], labels[0], img_fmt=".png"))
         w.write(keys[1], pack_image(imgs[1], [labels[1], 9.0], img_fmt=".png"))  # label vector
         w.write(keys[2], pack_image(imgs[2], labels[2], img_fmt=".png"))
-    ds = RecordIODataset(tmp_path)
+    ds = RecordIOSet(tmp_path)
     assert ds.layout == "im2rec" and list(ds.keys) == keys
     assert ds.num_classes == 6  # max label + 1, no property file
     np.testing.assert_array_equal(ds.labels, labels)
     for i in range(3):
-        img, label = ds[i]
+        img, label = _item(ds, i)
         np.testing.assert_array_equal(img, imgs[i])
         assert label == labels[i]
 
@@ -181,15 +183,15 @@ def test_truncated_rec_names_file_and_key(tmp_path: Path) -> None:
     off3 = reader.offset_of(3)
     data = (tmp_path / "train.rec").read_bytes()
     (tmp_path / "train.rec").write_bytes(data[: off3 + 40])  # cut inside image key 3
-    ds = RecordIODataset(tmp_path)
-    np.testing.assert_array_equal(ds[0][0].shape, (16, 16, 3))
+    # The index is checked against the file size as soon as it is read.
+    with pytest.raises(DataFormatError, match=r"train\.idx: offset \d+ for key 4 is past the end of .*train\.rec"):
+        RecordIOSet(tmp_path)
+    # Without the index, reading the cut record names the file, the offset and the truncation.
+    reader = RecordIOReader(tmp_path / "train.rec")
     with pytest.raises(DataFormatError) as err:
-        ds[2]
+        list(reader)
     msg = str(err.value)
-    assert "train.rec" in msg and "key 3" in msg and "truncated" in msg
-    # Keys past the new end of file: the idx offset is past EOF.
-    with pytest.raises(DataFormatError, match=r"for key 4 in .*train\.idx is past the end of .*train\.rec"):
-        ds.reader.read(4)
+    assert "train.rec" in msg and f"offset {off3}" in msg and "truncated" in msg
 
 
 def test_idx_offset_pointing_at_garbage(tmp_path: Path) -> None:
@@ -199,9 +201,9 @@ def test_idx_offset_pointing_at_garbage(tmp_path: Path) -> None:
     key, off = lines[2].split("\t")
     lines[2] = f"{key}\t{int(off) + 4}"
     idx.write_text("\n".join(lines) + "\n")
-    ds = RecordIODataset(tmp_path)
+    ds = RecordIOSet(tmp_path)
     with pytest.raises(DataFormatError) as err:
-        ds[1]
+        ds.read(1)
     assert f"offset {int(off) + 4} for key 2 in" in str(err.value)
     assert "train.idx does not point at a record in" in str(err.value)
     assert str(err.value).split(" (found")[0].endswith("train.rec")
@@ -212,7 +214,7 @@ def test_bad_idx_line(tmp_path: Path) -> None:
     with open(tmp_path / "train.idx", "a") as f:
         f.write("7\tnot-a-number\n")
     with pytest.raises(DataFormatError, match=r"train\.idx, line 4: expected 'key<TAB>offset'"):
-        RecordIODataset(tmp_path)
+        RecordIOSet(tmp_path)
 
 
 def test_corrupt_jpeg_raises_or_skips(tmp_path: Path) -> None:
@@ -221,22 +223,22 @@ def test_corrupt_jpeg_raises_or_skips(tmp_path: Path) -> None:
         w.write(0, pack_image(imgs[0], 0))
         w.write(1, pack_header(1.0) + b"\xff\xd8\xff\xe0 definitely not a jpeg")
         w.write(2, pack_image(imgs[2], 2))
-    ds = RecordIODataset(tmp_path)
-    with pytest.raises(DataFormatError, match=r"train\.rec: key 1: cannot decode image"):
-        ds[1]
-    skipping = RecordIODataset(tmp_path, skip_corrupt=True)
-    img, label = skipping[1]
-    assert label == 2 and img.shape == (16, 16, 3)
+    with pytest.raises(DataFormatError, match=r"train\.rec: record for key 1: cannot decode image"):
+        _faces(tmp_path)[1]
+    skipping = _faces(tmp_path, skip_corrupt=True)
+    sample = skipping[1]
+    assert sample["labels"] == 2 and sample["index"] == 2 and sample["images"].shape == (3, 16, 16)
     assert skipping.skipped == 1
 
 
 def test_label_out_of_range(tmp_path: Path) -> None:
     write_recordio(tmp_path, _samples([0, 1, 3]), img_fmt=".png")
     (tmp_path / "property").write_text("3,16,16\n")  # claims 3 classes, data has label 3
-    ds = RecordIODataset(tmp_path, skip_corrupt=True)  # label errors are never skipped
-    assert ds[0][1] == 0
+    ds = RecordIOSet(tmp_path)
+    faces = _faces(tmp_path, skip_corrupt=True)  # label errors are never skipped
+    assert faces[0]["labels"] == 0
     with pytest.raises(DataFormatError) as err:
-        ds[2]
+        faces[2]
     msg = str(err.value)
     assert "train.rec" in msg and "key 3" in msg and "label 3.0" in msg and "[0, 3)" in msg
     with pytest.raises(DataFormatError, match="key 3 has label 3.0"):
@@ -248,7 +250,7 @@ def test_label_out_of_range(tmp_path: Path) -> None:
         w.write(5, pack_image(_images(1)[0], -1.0, img_fmt=".png"))
     (other / "property").write_text("4,16,16\n")
     with pytest.raises(DataFormatError, match="key 5 has label -1.0"):
-        RecordIODataset(other)[0]
+        _item(RecordIOSet(other), 0)
 
 
 # --------------------------------------------------------------------------- workers
@@ -257,31 +259,32 @@ def test_label_out_of_range(tmp_path: Path) -> None:
 def test_pickle_and_dataloader_workers(tmp_path: Path) -> None:
     samples = _samples([0, 0, 1, 1, 2, 2])
     write_recordio(tmp_path, samples, img_fmt=".png")
-    ds = RecordIODataset(tmp_path)
-    assert ds[0][1] == 0  # opens the file in this process
+    ds = RecordIOSet(tmp_path)
+    assert _item(ds, 0)[1] == 0  # opens the file in this process
     clone = pickle.loads(pickle.dumps(ds))
     assert clone.reader._fd is None
-    np.testing.assert_array_equal(clone[3][0], samples[3][0])
+    np.testing.assert_array_equal(_item(clone, 3)[0], samples[3][0])
     # A reader whose descriptor belongs to another process reopens its own.
     ds.reader._pid = -1
-    np.testing.assert_array_equal(ds[1][0], samples[1][0])
+    np.testing.assert_array_equal(_item(ds, 1)[0], samples[1][0])
     assert ds.reader._pid != -1
 
-    loader = DataLoader(ds, batch_size=2, num_workers=2, shuffle=False)
-    images, labels = zip(*loader)
-    got = torch.cat(images).numpy()
-    np.testing.assert_array_equal(got, np.stack([s[0] for s in samples]))
-    assert torch.cat(labels).tolist() == [0, 0, 1, 1, 2, 2]
+    faces = RecordIOFaces(ds, 16, Augment(hflip=False))
+    loader = DataLoader(faces, batch_size=2, num_workers=2, shuffle=False)
+    batches = list(loader)
+    got = torch.cat([b["images"] for b in batches])
+    assert torch.equal(got, normalize_images(np.stack([s[0] for s in samples])))
+    assert torch.cat([b["labels"] for b in batches]).tolist() == [0, 0, 1, 1, 2, 2]
 
 
 def test_header_key_range_beyond_float32_precision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Above 2**24 images float32 rounds the header's A; the exact boundary is recovered."""
-    import fr_lightning.data.recordio as recordio
+    import fr_lightning.data.formats.recordio_set as recordio
 
     write_recordio(tmp_path, _samples([0, 0, 1, 1, 2, 2]), img_fmt=".png")  # A = 7, B = 10
     with open(tmp_path / "train.rec", "r+b") as f:
         f.seek(8)
         f.write(pack_header([8.0, 10.0]))  # what rounding to a float32 neighbour looks like
-    monkeypatch.setattr(recordio, "_MAX_EXACT_LABEL", 4)
-    ds = RecordIODataset(tmp_path)
+    monkeypatch.setattr(recordio, "MAX_EXACT_LABEL", 4)
+    ds = RecordIOSet(tmp_path)
     assert list(ds.keys) == [1, 2, 3, 4, 5, 6] and ds.identity_keys == range(7, 10)

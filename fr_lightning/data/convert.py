@@ -1,4 +1,4 @@
-"""Identity-preserving conversions between the on-disk formats (folder -> RecordIO -> shards).
+"""Identity-preserving conversions between the on-disk formats (folder -> RecordIO -> WebDataset shards).
 
 Images are moved as the encoded bytes they came with (JPEG/PNG), never decoded and re-encoded,
 so pixels survive every conversion exactly; labels are carried unchanged.
@@ -7,25 +7,26 @@ so pixels survive every conversion exactly; labels are carried unchanged.
 from __future__ import annotations
 
 import io
-import operator
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from fr_lightning.data.errors import DataFormatError
-from fr_lightning.data.real_sources import load_side_file, scan_folder
-from fr_lightning.data.recordio import RecordIODataset, RecordIOWriter, encode_image, pack_header, unpack_header
-from fr_lightning.data.streaming import ShardWriter
+from fr_lightning.data.formats.images import encode_image
+from fr_lightning.data.formats.recordio_set import RecordIOSet
+from fr_lightning.data.formats.recordio_write import write_recordio_encoded
+from fr_lightning.data.formats.wds import WdsWriter
+from fr_lightning.data.sources.folder import scan_folder
+from fr_lightning.data.sources.side_files import load_side_file
 
 __all__ = [
     "encoded_size",
-    "write_recordio_encoded",
     "iter_recordio",
     "folder_to_recordio",
-    "recordio_to_shards",
-    "folder_to_shards",
+    "recordio_to_wds",
+    "folder_to_wds",
 ]
 
 _CV2_NATIVE = (".jpg", ".jpeg", ".png")
@@ -59,71 +60,16 @@ def _portable_bytes(path: Path) -> bytes:
     return encode_image(img[:, :, ::-1], img_fmt=".png")
 
 
-def write_recordio_encoded(
-    root: str | Path,
-    samples: Iterable[tuple[bytes, int]],
-    num_classes: int,
-    image_size: tuple[int, int],
-) -> int:
-    """Write already-encoded images as ``train.rec/.idx/property`` in the insightface layout.
-
-    Same layout as :func:`fr_lightning.data.recordio.write_recordio` (header record at key 0,
-    images at keys 1..A-1, one identity record per class), for bytes that must not be re-encoded.
-
-    Args:
-        root: Output folder (created).
-        samples: ``(encoded_image, label)`` pairs, labels non-decreasing.
-        num_classes: Number of classes (identity records are written for all of them).
-        image_size: ``(height, width)`` written to ``property``.
-
-    Returns:
-        The number of images written.
-    """
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    starts: list[int] = []
-    key, last = 1, -1
-    with RecordIOWriter(root / "train.rec", root / "train.idx") as writer:
-        header_offset = writer.write(0, pack_header([0.0, 0.0]))
-        for i, (buf, label) in enumerate(samples):
-            label = operator.index(label)
-            if label < last:
-                raise ValueError(f"sample {i}: label {label} after {last}; samples must be sorted by label")
-            if not 0 <= label < num_classes:
-                raise ValueError(f"sample {i}: label {label} outside [0, {num_classes})")
-            while len(starts) <= label:
-                starts.append(key)
-            writer.write(key, pack_header(float(label), id=key) + bytes(buf))
-            last, key = label, key + 1
-        while len(starts) <= num_classes:
-            starts.append(key)
-        first_identity = key
-        for c in range(num_classes):
-            writer.write(first_identity + c, pack_header([starts[c], starts[c + 1]], id=first_identity + c))
-    # The header's [A, B) is known only now; same length, so patch it in place.
-    with open(root / "train.rec", "r+b") as f:
-        f.seek(header_offset + 8)
-        f.write(pack_header([float(first_identity), float(first_identity + num_classes)]))
-    (root / "property").write_text(f"{num_classes},{image_size[0]},{image_size[1]}\n", encoding="ascii")
-    return key - 1
-
-
-def iter_recordio(records: RecordIODataset, order: np.ndarray | None = None) -> Iterator[tuple[int, bytes, int]]:
-    """Yield ``(position, encoded image bytes, label)`` of a RecordIO dataset (positions in ``order``).
+def iter_recordio(records: RecordIOSet, order: np.ndarray | None = None) -> Iterator[tuple[int, bytes, int]]:
+    """Yield ``(position, encoded image bytes, label)`` of a RecordIO set (positions in ``order``).
 
     Raises:
         DataFormatError: A record is unreadable or its label is outside ``[0, num_classes)``.
     """
-    n = records.num_classes
     positions = np.arange(len(records)) if order is None else order
     for j in positions.tolist():
-        key = int(records.keys[j])
-        where = f"{records.rec_path}: record for key {key}"
-        head = unpack_header(records.reader.read(key), where)
-        label = head.label if head.flag == 0 else float(head.label[0])  # type: ignore[index]
-        if not (float(label).is_integer() and 0 <= label < n):
-            raise DataFormatError(f"{where} has label {label}, outside [0, {n}) (num_classes={n})")
-        yield j, head.rest, int(label)
+        buf, label = records.read(j)
+        yield j, buf, records.check_label(label, j)
 
 
 def folder_to_recordio(src: str | Path, out: str | Path, list_file: str | Path | None = None) -> int:
@@ -164,65 +110,62 @@ def _side(path: str | Path | None, keys: object, kind: str, what: str) -> np.nda
     return None if path is None else load_side_file(path, keys, kind, what)  # type: ignore[arg-type]
 
 
-def recordio_to_shards(
+def recordio_to_wds(
     src: str | Path,
     out: str | Path,
-    chunk_bytes: int = 64 << 20,
+    max_count: int = 10_000,
     shuffle: bool = True,
     seed: int = 0,
     landmarks: str | Path | None = None,
     group: str | Path | None = None,
 ) -> dict:
-    """Convert a RecordIO folder to streaming shards (side files are carried into the chunks).
+    """Convert a RecordIO folder to WebDataset tar shards (side files go into each sample's ``.json``).
 
     Args:
         src: RecordIO folder.
         out: Shard folder to write.
-        chunk_bytes: Target chunk size.
-        shuffle: Mix identities across chunks (seeded); off keeps RecordIO order.
+        max_count: Samples per shard.
+        shuffle: Mix identities across shards (seeded); off keeps RecordIO order.
         seed: Shuffle seed.
         landmarks: Optional landmarks side file of the RecordIO set.
         group: Optional group side file.
 
     Returns:
-        The written ``index.json`` content.
+        The written ``shards.json`` content.
     """
-    records = RecordIODataset(src)
+    records = RecordIOSet(src)
     lm = _side(landmarks, records.keys, "landmarks", str(records.rec_path))
     grp = _side(group, records.keys, "group", str(records.rec_path))
     order = np.random.default_rng(seed).permutation(len(records)) if shuffle else None
-    with ShardWriter(out, records.num_classes, records.image_size, chunk_bytes) as writer:
+    with WdsWriter(out, records.num_classes, records.image_size, max_count) as writer:
         for j, buf, label in iter_recordio(records, order):
             writer.add(buf, label, None if lm is None else lm[j], None if grp is None else int(grp[j]))
     return writer.close()  # already closed by the with block: returns the index
 
 
-def folder_to_shards(
+def folder_to_wds(
     src: str | Path,
     out: str | Path,
     list_file: str | Path | None = None,
-    chunk_bytes: int = 64 << 20,
+    max_count: int = 10_000,
     shuffle: bool = True,
     seed: int = 0,
     landmarks: str | Path | None = None,
     group: str | Path | None = None,
 ) -> dict:
-    """Convert a face folder (or ``path label`` list) to streaming shards.
+    """Convert a face folder (or ``path label`` list) to WebDataset tar shards.
 
     Returns:
-        The written ``index.json`` content.
+        The written ``shards.json`` content.
     """
     index = scan_folder(src, list_file)
     lm = _side(landmarks, index.keys, "landmarks", str(src))
     grp = _side(group, index.keys, "group", str(src))
     order = np.random.default_rng(seed).permutation(len(index.paths)) if shuffle else np.arange(len(index.paths))
-    size = None
-    with ShardWriter(out, index.num_classes, None, chunk_bytes) as writer:
+    with WdsWriter(out, index.num_classes, None, max_count) as writer:
         for j in order.tolist():
             buf = _portable_bytes(index.paths[j])
-            if size is None:
-                size = encoded_size(buf, str(index.paths[j]))
-                writer.image_size = size
+            if writer.image_size is None:
+                writer.image_size = encoded_size(buf, str(index.paths[j]))
             writer.add(buf, int(index.labels[j]), None if lm is None else lm[j], None if grp is None else int(grp[j]))
     return writer.close()  # already closed by the with block: returns the index
-

@@ -61,9 +61,12 @@ class FaceDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.train_set is None:
-            train_set = self.train_source.dataset(self.image_size, self.hflip)
+            train_set = None if hasattr(self.train_source, "loader") else self.train_source.dataset(self.image_size, self.hflip)
+            self.skip_counter = getattr(train_set, "skip_counter", None)
+            if getattr(self.train_source, "skip_corrupt", False):
+                self._attach_skip_logger()
             if self.label_noise is not None and self.label_noise.rate > 0:
-                if isinstance(train_set, IterableDataset):
+                if train_set is None or isinstance(train_set, IterableDataset):
                     raise ValueError("data.label_noise needs a map-style training source (not a streaming one)")
                 train_set = NoisyLabelDataset(train_set, self.label_noise, self.num_classes)
             self.train_set = train_set
@@ -71,6 +74,19 @@ class FaceDataModule(pl.LightningDataModule):
             self.val_pairs = [s.build(self.image_size) for s in self.val_sources]
         if stage == "test" and not self.test_pairs:
             self.test_pairs = [s.build(self.image_size) for s in self.test_sources]
+
+    @property
+    def skipped(self) -> int | None:
+        """Corrupt training samples skipped so far (all workers of this rank); None if the source cannot skip."""
+        counter = getattr(self, "skip_counter", None)
+        return None if counter is None else counter.total
+
+    def _attach_skip_logger(self) -> None:
+        from fr_lightning.data.health import SkippedSamplesLogger
+
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and not any(isinstance(c, SkippedSamplesLogger) for c in trainer.callbacks):
+            trainer.callbacks.append(SkippedSamplesLogger())
 
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, collate=None) -> DataLoader:
         # Streaming (iterable) datasets shuffle and split across ranks/workers themselves.
@@ -86,7 +102,11 @@ class FaceDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        if hasattr(self.train_source, "loader"):  # a GPU pipeline (DaliSource) batches by itself
+            return self.train_source.loader(self.image_size, self.hflip, self.batch_size, self.num_workers)
         assert self.train_set is not None, "setup('fit') builds the training set"
+        if hasattr(self.train_set, "bind_loader"):  # streaming sets size their epoch by the batching
+            self.train_set.bind_loader(self.batch_size, self.num_workers, drop_last=True)
         return self._loader(self.train_set, self.batch_size, shuffle=True, collate=collate_faces)
 
     def val_dataloader(self) -> list[DataLoader]:

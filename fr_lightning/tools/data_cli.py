@@ -1,9 +1,10 @@
 """``fr data``: write, convert, inspect and align face datasets.
 
     fr data synth OUT [--identities N --per-identity K --image-size S --format png|jpg --pairs P]
-    fr data convert SRC OUT [--to recordio|shards] [--list FILE] [--landmarks F --group F]
+    fr data convert SRC OUT [--to recordio|wds] [--list FILE] [--landmarks F --group F]
     fr data make-bin PAIRS OUT [--root DIR] [--image-size S]
     fr data inspect PATH [--grid PNG] [--samples N]
+    fr data verify PATH [--limit N]
     fr data align SRC LANDMARKS OUT [--size 112]
 """
 
@@ -19,6 +20,7 @@ import cv2
 import numpy as np
 
 from fr_lightning.data.errors import DataFormatError
+from fr_lightning.data.formats.wds import read_shard_index
 
 _FMT = {"png": ".png", "jpg": ".jpg"}
 
@@ -46,9 +48,7 @@ def synth(
     Returns:
         ``{"images": ..., "classes": ..., <set name>: pairs, ...}``.
     """
-    from fr_lightning.data.binfile import write_bin
-    from fr_lightning.data.recordio import write_recordio
-    from fr_lightning.data.sources import SyntheticSource, default_val_sets, group_val_sets
+    from fr_lightning.data import SyntheticSource, default_val_sets, group_val_sets, write_bin, write_recordio
 
     out.mkdir(parents=True, exist_ok=True)
     source = SyntheticSource(num_identities=identities, samples_per_identity=per_identity, seed=seed, nuisance_scale=nuisance_scale)
@@ -91,11 +91,11 @@ def _kind(path: Path) -> str:
         return "bin"
     if (path / "train.rec").is_file():
         return "recordio"
-    if (path / "index.json").is_file():
-        return "shards"
+    if (path / "shards.json").is_file():
+        return "wds"
     if path.is_dir():
         return "folder"
-    raise FileNotFoundError(f"{path}: not found (expected a RecordIO folder, a shard folder, an image folder or a .bin)")
+    raise FileNotFoundError(f"{path}: not found (expected a RecordIO folder, a WebDataset shard folder, an image folder or a .bin)")
 
 
 def convert(
@@ -103,30 +103,30 @@ def convert(
     out: Path,
     to: str | None = None,
     list_file: str | None = None,
-    chunk_mb: float = 64.0,
+    max_count: int = 10_000,
     shuffle: bool = True,
     seed: int = 0,
     landmarks: str | None = None,
     group: str | None = None,
 ) -> str:
-    """Folder -> RecordIO, folder -> shards or RecordIO -> shards; returns a one-line summary."""
-    from fr_lightning.data.convert import folder_to_recordio, folder_to_shards, recordio_to_shards
+    """Folder -> RecordIO, folder -> WebDataset or RecordIO -> WebDataset; returns a one-line summary."""
+    from fr_lightning.data.convert import folder_to_recordio, folder_to_wds, recordio_to_wds
 
     kind = "folder" if list_file is not None else _kind(src)
-    to = to or ("recordio" if kind == "folder" else "shards")
-    chunk = int(chunk_mb * (1 << 20))
+    to = to or ("recordio" if kind == "folder" else "wds")
     if kind == "folder" and to == "recordio":
         if landmarks or group:
             raise ValueError("side files are not carried into RecordIO; pass them to the RecordIO source instead")
         n = folder_to_recordio(src, out, list_file)
         return f"wrote {n} images to {out}/train.rec"
-    if kind == "folder" and to == "shards":
-        index = folder_to_shards(src, out, list_file, chunk, shuffle, seed, landmarks, group)
-    elif kind == "recordio" and to == "shards":
-        index = recordio_to_shards(src, out, chunk, shuffle, seed, landmarks, group)
+    if kind == "folder" and to == "wds":
+        index = folder_to_wds(src, out, list_file, max_count, shuffle, seed, landmarks, group)
+    elif kind == "recordio" and to == "wds":
+        index = recordio_to_wds(src, out, max_count, shuffle, seed, landmarks, group)
     else:
-        raise ValueError(f"cannot convert {kind} ({src}) to {to}: supported are folder->recordio, folder->shards, recordio->shards")
-    return f"wrote {index['num_samples']} images of {index['num_classes']} classes in {len(index['chunks'])} chunks to {out}"
+        raise ValueError(f"cannot convert {kind} ({src}) to {to}: supported are folder->recordio, folder->wds, recordio->wds")
+    meta = index["fr_lightning"]
+    return f"wrote {meta['num_samples']} images of {meta['num_classes']} classes in {len(index['shardlist'])} tar shards to {out}"
 
 
 # --------------------------------------------------------------------------- make-bin
@@ -138,9 +138,7 @@ def make_bin(pairs_file: Path, out: Path, root: Path | None = None, image_size: 
     Image bytes are copied as they are unless ``image_size`` asks for a resize (then re-encoded
     with ``fmt``). Returns the number of pairs.
     """
-    from fr_lightning.data.binfile import write_bin
-    from fr_lightning.data.recordio import decode_image, encode_image
-    from fr_lightning.data.transforms import resize_face
+    from fr_lightning.data import decode_image, encode_image, resize_face, write_bin
 
     root = root if root is not None else pairs_file.parent
     images: list[bytes] = []
@@ -188,30 +186,33 @@ def _histogram_lines(counts: np.ndarray, bins: int = 10) -> list[str]:
 
 
 def _samples_for_grid(path: Path, kind: str, count: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
-    from fr_lightning.data.recordio import RecordIODataset, decode_image
+    from fr_lightning.data import decode_image
 
     rng = np.random.default_rng(seed)
     if kind == "recordio":
-        rec = RecordIODataset(path)
-        picks = np.sort(rng.choice(len(rec), min(count, len(rec)), replace=False))
-        items = [rec[int(i)] for i in picks]
-        return [im for im, _ in items], [f"{lab}" for _, lab in items]
+        from fr_lightning.data import RecordIOSet
+
+        rec = RecordIOSet(path)
+        picks = np.sort(rng.choice(len(rec), min(count, len(rec)), replace=False)).tolist()
+        items = [rec.read(i) for i in picks]
+        return [decode_image(buf, rec.describe(i)) for i, (buf, _) in zip(picks, items)], [f"{int(lab)}" for _, lab in items]
     if kind == "folder":
-        from fr_lightning.data.real_sources import scan_folder
+        from fr_lightning.data import scan_folder
 
         idx = scan_folder(path)
         picks = np.sort(rng.choice(len(idx.paths), min(count, len(idx.paths)), replace=False))
         return [decode_image(idx.paths[i].read_bytes(), str(idx.paths[i])) for i in picks], [
             f"{idx.labels[i]} {idx.keys[i].split('/')[0]}"[:18] for i in picks
         ]
-    if kind == "shards":
-        from fr_lightning.data.streaming import ShardDataset
+    if kind == "wds":
+        from fr_lightning.data.formats.wds import iter_shard
 
-        ds = ShardDataset(str(path))
-        chunk = ds.load_chunk(0)
-        picks = np.sort(rng.choice(len(chunk), min(count, len(chunk)), replace=False))
-        return [decode_image(chunk.image(int(i)), f"{path}: sample {i}") for i in picks], [str(int(chunk.labels[i])) for i in picks]
-    from fr_lightning.data.binfile import load_bin
+        index = read_shard_index(str(path))
+        n = int(index.sizes[0]) if len(index.sizes) else 0
+        picks = set(rng.choice(n, min(count, n), replace=False).tolist())
+        samples = [s for s in iter_shard(index, 0) if s.position in picks]  # type: ignore[union-attr]
+        return [decode_image(s.image, f"{s.url}: sample {s.key!r}") for s in samples], [str(s.label) for s in samples]
+    from fr_lightning.data import load_bin
 
     bins, issame = load_bin(path)
     n = min(count // 2, len(issame))
@@ -251,26 +252,26 @@ def inspect(path: Path, grid: Path | None = None, samples: int = 32, seed: int =
     info: dict[str, object] = {"kind": kind, "path": str(path)}
     counts: np.ndarray | None = None
     if kind == "recordio":
-        from fr_lightning.data.recordio import RecordIODataset
+        from fr_lightning.data import RecordIOSet
 
-        rec = RecordIODataset(path)
+        rec = RecordIOSet(path)
         counts = np.bincount(rec.labels, minlength=rec.num_classes)
         info.update(classes=rec.num_classes, images=len(rec), layout=rec.layout, image_size=rec.image_size)
     elif kind == "folder":
-        from fr_lightning.data.real_sources import scan_folder
+        from fr_lightning.data import scan_folder
 
         idx = scan_folder(path)
         counts = np.bincount(idx.labels, minlength=idx.num_classes)
         info.update(classes=idx.num_classes, images=len(idx.paths))
-    elif kind == "shards":
-        from fr_lightning.data.streaming import ShardDataset
+    elif kind == "wds":
+        from fr_lightning.data.formats.wds import iter_shard
 
-        ds = ShardDataset(str(path))
-        labels = np.concatenate([ds.load_chunk(c).labels for c in range(len(ds.index.files))])
-        counts = np.bincount(labels, minlength=ds.num_classes)
-        info.update(classes=ds.num_classes, images=ds.index.num_samples, chunks=len(ds.index.files), image_size=ds.index.image_size)
+        index = read_shard_index(str(path))
+        labels = np.array([s.label for k in range(len(index.files)) for s in iter_shard(index, k)], dtype=np.int64)  # type: ignore[union-attr]
+        counts = np.bincount(labels, minlength=index.num_classes)
+        info.update(classes=index.num_classes, images=index.num_samples, shards=len(index.files), image_size=index.image_size)
     else:
-        from fr_lightning.data.binfile import load_bin
+        from fr_lightning.data import load_bin
 
         bins, issame = load_bin(path)
         info.update(pairs=len(issame), same=int(issame.sum()), different=int((~issame).sum()), images=len(bins))
@@ -302,7 +303,7 @@ def align(src: Path, landmarks_file: Path, out: Path, size: int = 112) -> int:
     Output keeps each image's relative path (and format: JPEG q95 / PNG; other formats become PNG).
     Returns the number of images written.
     """
-    from fr_lightning.data.align import align_face
+    from fr_lightning.data import align_face
 
     if not src.is_dir():
         raise FileNotFoundError(f"image folder not found: {src}")
@@ -356,16 +357,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nuisance-scale", type=float, default=1.0)
 
-    p = sub.add_parser("convert", help="folder -> RecordIO, folder -> shards, RecordIO -> shards")
+    p = sub.add_parser("convert", help="folder -> RecordIO, folder -> WebDataset shards, RecordIO -> WebDataset shards")
     p.add_argument("src", type=Path)
     p.add_argument("out", type=Path)
-    p.add_argument("--to", choices=["recordio", "shards"], default=None, help="default: recordio for a folder, shards for RecordIO")
+    p.add_argument("--to", choices=["recordio", "wds"], default=None, help="default: recordio for a folder, wds for RecordIO")
     p.add_argument("--list", dest="list_file", default=None, help="'path label' list instead of identity sub-folders")
-    p.add_argument("--chunk-mb", type=float, default=64.0)
+    p.add_argument("--max-count", type=int, default=10_000, help="samples per tar shard")
     p.add_argument("--no-shuffle", dest="shuffle", action="store_false", help="keep source order in the shards")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--landmarks", default=None, help="landmarks side file to carry into shards")
-    p.add_argument("--group", default=None, help="group side file to carry into shards")
+    p.add_argument("--landmarks", default=None, help="landmarks side file to carry into the shards")
+    p.add_argument("--group", default=None, help="group side file to carry into the shards")
 
     p = sub.add_parser("make-bin", help="pairs list ('path1 path2 1|0') + images -> .bin")
     p.add_argument("pairs", type=Path)
@@ -379,6 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=Path, default=None, help="PNG to write (default: inspect-<name>.png)")
     p.add_argument("--samples", type=int, default=32, help="images in the grid (0: no grid)")
     p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("verify", help="decode every image, check labels against property and .idx against .rec (or shards)")
+    p.add_argument("path", type=Path)
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
     p = sub.add_parser("align", help="5-point similarity alignment of a folder to the 112x112 template")
     p.add_argument("src", type=Path)
@@ -395,13 +400,20 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "synth":
             synth(args.out, args.identities, args.per_identity, args.image_size, args.format, args.quality, args.pairs, args.seed, args.nuisance_scale)
         elif args.command == "convert":
-            _say(convert(args.src, args.out, args.to, args.list_file, args.chunk_mb, args.shuffle, args.seed, args.landmarks, args.group))
+            _say(convert(args.src, args.out, args.to, args.list_file, args.max_count, args.shuffle, args.seed, args.landmarks, args.group))
         elif args.command == "make-bin":
             n = make_bin(args.pairs, args.out, args.root, args.image_size, args.format)
             _say(f"wrote {n} pairs to {args.out}")
         elif args.command == "inspect":
             grid = args.grid if args.grid is not None else Path(f"inspect-{args.path.stem or 'data'}.png")
             inspect(args.path, grid, args.samples, args.seed)
+        elif args.command == "verify":
+            from fr_lightning.data.verify import verify
+
+            report = verify(args.path, progress=args.progress)
+            _say(report.summary())
+            if not report.ok:
+                raise SystemExit(1)
         elif args.command == "align":
             n = align(args.src, args.landmarks, args.out, args.size)
             _say(f"aligned {n} images into {args.out}")

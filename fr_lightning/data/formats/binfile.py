@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from fr_lightning.data.errors import DataFormatError
-from fr_lightning.data.recordio import decode_image, encode_image
+from fr_lightning.data.formats.images import decode_image, encode_image
 
 __all__ = ["SafeBinUnpickler", "load_bin", "write_bin", "decode_pairs"]
 

@@ -1,39 +1,22 @@
-"""Pluggable data sources: what the data module trains and validates on.
+"""The built-in synthetic faces as a training source and as verification sets.
 
-Each source is a small class with a typed ``__init__`` so YAML can select it by ``class_path``.
+The renderer (:mod:`fr_lightning.data.synthetic`) is imported only when a dataset or pair set is
+built, so importing the sources (e.g. to read a RecordIO folder) does not load it.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from torch.utils.data import Dataset
 
 from fr_lightning.data.pairs import PairSet
-from fr_lightning.data.synthetic import FaceRenderer
-from fr_lightning.data.synthetic_sets import SyntheticFaceDataset, synthetic_pairs
+from fr_lightning.data.sources.base import TrainSource, ValSource
 
+if TYPE_CHECKING:
+    from fr_lightning.data.synthetic import FaceRenderer
 
-class TrainSource(ABC):
-    """Base of training sources: a dataset of dict samples and the number of classes."""
-
-    @property
-    @abstractmethod
-    def num_classes(self) -> int:
-        """Number of identities (linked into the classifier)."""
-
-    @abstractmethod
-    def dataset(self, image_size: int, hflip: bool) -> Dataset:
-        """The training dataset at ``image_size`` px."""
-
-
-class ValSource(ABC):
-    """Base of verification sources: builds a :class:`PairSet`."""
-
-    @abstractmethod
-    def build(self, image_size: int) -> PairSet:
-        """The pair set at ``image_size`` px."""
+__all__ = ["SyntheticSource", "SyntheticPairs", "default_val_sets", "group_val_sets"]
 
 
 class SyntheticSource(TrainSource):
@@ -47,7 +30,12 @@ class SyntheticSource(TrainSource):
         profile_prob: fraction of samples drawn as profiles (|yaw| up to ``max_yaw``).
         max_yaw: largest |yaw| in degrees.
         nuisance_scale: strength of lighting, clutter, occluders, blur, jitter (0 = clean faces).
+        preset: difficulty preset (``lowres``, ``pose``, ``noise`` or ``bias``; see docs/data.md).
+            Its options replace those of the arguments above that are left at their defaults.
     """
+
+    #: Defaults of the renderer options a preset may replace.
+    _DEFAULTS = {"group_probs": (0.55, 0.25, 0.12, 0.08), "profile_prob": 0.15, "max_yaw": 80.0, "nuisance_scale": 1.0}
 
     def __init__(
         self,
@@ -58,6 +46,7 @@ class SyntheticSource(TrainSource):
         profile_prob: float = 0.15,
         max_yaw: float = 80.0,
         nuisance_scale: float = 1.0,
+        preset: str | None = None,
     ) -> None:
         if num_identities < 2 or samples_per_identity < 1:
             raise ValueError("data.train: num_identities must be >= 2 and samples_per_identity >= 1")
@@ -68,6 +57,7 @@ class SyntheticSource(TrainSource):
         self.profile_prob = profile_prob
         self.max_yaw = max_yaw
         self.nuisance_scale = nuisance_scale
+        self.preset = _check_preset(preset)
 
     @property
     def num_classes(self) -> int:
@@ -75,16 +65,23 @@ class SyntheticSource(TrainSource):
 
     def renderer(self, image_size: int) -> FaceRenderer:
         """The renderer these settings describe."""
-        return FaceRenderer(
-            seed=self.seed,
-            image_size=image_size,
-            group_probs=self.group_probs,
-            profile_prob=self.profile_prob,
-            max_yaw=self.max_yaw,
-            nuisance_scale=self.nuisance_scale,
-        )
+        from fr_lightning.data.synthetic import FaceRenderer
+        from fr_lightning.data.synthetic.presets import get_preset, merge_options
+
+        options = {
+            "group_probs": tuple(self.group_probs),
+            "profile_prob": self.profile_prob,
+            "max_yaw": self.max_yaw,
+            "nuisance_scale": self.nuisance_scale,
+        }
+        preset = get_preset(self.preset)
+        if preset is not None:
+            options = merge_options(preset.train_kwargs(), options, self._DEFAULTS)
+        return FaceRenderer(seed=self.seed, image_size=image_size, **options)
 
     def dataset(self, image_size: int, hflip: bool) -> Dataset:
+        from fr_lightning.data.synthetic_sets import SyntheticFaceDataset
+
         return SyntheticFaceDataset(self.renderer(image_size), self.num_identities, self.samples_per_identity, hflip)
 
 
@@ -100,6 +97,8 @@ class SyntheticPairs(ValSource):
         seed: renderer seed.
         set_seed: selects the held-out identities and samples of this set.
         nuisance_scale: nuisance strength of the rendered faces.
+        preset: difficulty preset (see :class:`SyntheticSource`); its verification-image options
+            apply (``nuisance_scale`` wins when it is not 1).
     """
 
     def __init__(
@@ -112,6 +111,7 @@ class SyntheticPairs(ValSource):
         seed: int = 0,
         set_seed: int = 0,
         nuisance_scale: float = 1.0,
+        preset: str | None = None,
     ) -> None:
         self.name = name
         self.kind = kind
@@ -121,11 +121,24 @@ class SyntheticPairs(ValSource):
         self.seed = seed
         self.set_seed = set_seed
         self.nuisance_scale = nuisance_scale
+        self.preset = _check_preset(preset)
+
+    def renderer(self, image_size: int) -> FaceRenderer:
+        """The renderer of this set's images (the preset's verification-image options applied)."""
+        from fr_lightning.data.synthetic import FaceRenderer
+        from fr_lightning.data.synthetic.presets import get_preset, merge_options
+
+        options: dict[str, object] = {"nuisance_scale": self.nuisance_scale}
+        preset = get_preset(self.preset)
+        if preset is not None:
+            options = merge_options(preset.pairs_kwargs(), options, {"nuisance_scale": 1.0})
+        return FaceRenderer(seed=self.seed, image_size=image_size, **options)
 
     def build(self, image_size: int) -> PairSet:
-        renderer = FaceRenderer(seed=self.seed, image_size=image_size, nuisance_scale=self.nuisance_scale)
+        from fr_lightning.data.synthetic_sets import synthetic_pairs
+
         return synthetic_pairs(
-            renderer,
+            self.renderer(image_size),
             self.name,
             kind=self.kind,
             pairs=self.pairs,
@@ -133,6 +146,15 @@ class SyntheticPairs(ValSource):
             group=self.group,
             set_seed=self.set_seed,
         )
+
+
+def _check_preset(name: str | None) -> str | None:
+    """``name`` if it is a known preset (or ``None``); a clear error otherwise."""
+    if name is not None:
+        from fr_lightning.data.synthetic.presets import get_preset
+
+        get_preset(name)
+    return name
 
 
 def default_val_sets(pairs: int = 6000) -> list[ValSource]:

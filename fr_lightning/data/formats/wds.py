@@ -1,0 +1,454 @@
+"""WebDataset tar shards of face crops: writing, the shard index and raw sample reading.
+
+A shard is a plain POSIX tar file (``tar tf shard-000000.tar`` lists it). Each sample is a group
+of consecutive members sharing a key (the part of the name before the first dot):
+
+* ``{key}.jpg`` or ``{key}.png``: the encoded image, bytes exactly as they came (never re-encoded);
+* ``{key}.cls``: the label as decimal ASCII;
+* ``{key}.json`` (optional): ``{"landmarks": [[x, y] * 5], "group": g}``.
+
+Next to the shards, ``shards.json`` follows the ``wids-shard-index-v1`` layout that webdataset's
+indexed reader uses (``shardlist`` of ``{"url", "nsamples", "filesize"}``, urls relative to the
+folder) and adds an ``fr_lightning`` block (``num_classes``, ``image_size``, ``num_samples``,
+``has_landmarks``, ``has_group``). The per-shard sample counts are what lets every rank and worker
+compute the same epoch plan without opening a shard.
+
+Reading goes through the ``webdataset`` package (``tar_file_expander`` + ``group_by_keys``) on a
+stream opened from a local path or any fsspec URI. Checks: the tar header checksums (tarfile),
+each shard's size against ``filesize`` in the index, each sample's members (one image, one
+label), and the number of samples against ``nsamples`` (a damaged tar header ends a stream early;
+the count catches it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from fr_lightning.data.errors import DataFormatError
+
+__all__ = [
+    "INDEX_NAME",
+    "IMAGE_EXTS",
+    "ShardIndex",
+    "WdsWriter",
+    "WdsSample",
+    "read_shard_index",
+    "iter_shard",
+    "raw_samples",
+    "parse_sample",
+    "join_uri",
+    "image_ext",
+]
+
+INDEX_NAME = "shards.json"
+INDEX_KIND = "wids-shard-index-v1"
+#: Image member suffixes a sample may use (the first one present is the image).
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+
+
+def _is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
+def _local_path(uri: str) -> Path:
+    return Path(uri[len("file://") :] if uri.startswith("file://") else uri)
+
+
+def join_uri(uri: str, name: str) -> str:
+    """``uri/name`` for a local folder or an fsspec URI."""
+    return str(_local_path(uri) / name) if _is_local(uri) else uri.rstrip("/") + "/" + name
+
+
+def _open(uri: str) -> IO[bytes]:
+    """Open a local path or fsspec URI for streaming reads."""
+    if _is_local(uri):
+        return open(_local_path(uri), "rb")  # noqa: SIM115 - closed by the caller
+    import fsspec  # a dependency of lightning
+
+    return fsspec.open(uri, "rb").open()
+
+
+def _size(uri: str) -> int:
+    if _is_local(uri):
+        return _local_path(uri).stat().st_size
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(uri)
+    return int(fs.size(path))
+
+
+def image_ext(buf: bytes) -> str:
+    """``jpg`` or ``png`` from the first bytes of an encoded image (``png`` for anything else OpenCV wrote)."""
+    if buf[:3] == b"\xff\xd8\xff":
+        return "jpg"
+    if buf[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if buf[:4] == b"RIFF" and buf[8:12] == b"WEBP":
+        return "webp"
+    raise ValueError(f"image bytes are neither JPEG, PNG nor WebP (starts with {bytes(buf[:8])!r})")
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class WdsWriter:
+    """Write samples (already-encoded images) into tar shards plus ``shards.json``.
+
+    Shards are written through ``webdataset.TarWriter`` to a temporary name and renamed when full,
+    so a crash never leaves a half-written shard under its final name. Use as a context manager, or
+    call :meth:`close` to finish the last shard and write the index.
+
+    Args:
+        out_dir: Output folder (created; existing shards of the same names are overwritten).
+        num_classes: Stored in the index (the data module links it into the head).
+        image_size: ``(height, width)`` of the images, stored in the index.
+        max_count: Samples per shard.
+        max_bytes: A shard is also closed once its image bytes exceed this.
+        prefix: Shard file name prefix (``shard-000000.tar``, ...).
+    """
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        num_classes: int,
+        image_size: tuple[int, int] | None = None,
+        max_count: int = 10_000,
+        max_bytes: int = 1 << 30,
+        prefix: str = "shard",
+    ) -> None:
+        if "." in prefix or "/" in prefix:
+            raise ValueError(f"shard prefix {prefix!r} must be a plain name without dots")
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.num_classes = int(num_classes)
+        self.image_size = image_size
+        self.max_count = int(max_count)
+        self.max_bytes = int(max_bytes)
+        self.prefix = prefix
+        self.shards: list[dict[str, Any]] = []
+        self.num_samples = 0
+        self._fields: tuple[bool, bool] | None = None
+        self._tar: Any = None
+        self._file: IO[bytes] | None = None
+        self._count = 0
+        self._bytes = 0
+        self._index: dict[str, Any] | None = None
+
+    def _start(self) -> None:
+        import webdataset
+
+        name = f"{self.prefix}-{len(self.shards):06d}.tar"
+        self._file = open(self.out_dir / (name + ".tmp"), "wb")  # noqa: SIM115 - closed in _finish
+        # Fixed mtime: converting the same data twice gives byte-identical shards.
+        self._tar = webdataset.TarWriter(self._file, encoder=False, mtime=0.0)
+        self._name, self._count, self._bytes = name, 0, 0
+
+    def _finish(self) -> None:
+        if self._tar is None:
+            return
+        self._tar.close()
+        assert self._file is not None
+        self._file.close()
+        tmp = self.out_dir / (self._name + ".tmp")
+        os.replace(tmp, self.out_dir / self._name)
+        size = (self.out_dir / self._name).stat().st_size
+        self.shards.append({"url": self._name, "nsamples": self._count, "filesize": size})
+        self._tar = self._file = None
+
+    def add(self, image: bytes, label: int, landmarks: np.ndarray | None = None, group: int | None = None) -> None:
+        """Append one sample; every sample must carry the same optional fields as the first."""
+        if self._index is not None:
+            raise ValueError(f"{self.out_dir}: WdsWriter is closed")
+        fields = (landmarks is not None, group is not None)
+        if self._fields is None:
+            self._fields = fields
+        elif fields != self._fields:
+            raise ValueError(f"sample {self.num_samples}: landmarks/group given for some samples but not others")
+        label = int(label)
+        if not 0 <= label < self.num_classes:
+            raise ValueError(f"sample {self.num_samples}: label {label} outside [0, {self.num_classes})")
+        image = bytes(image)
+        sample: dict[str, Any] = {"__key__": f"{self.num_samples:09d}", image_ext(image): image, "cls": b"%d" % label}
+        meta: dict[str, Any] = {}
+        if landmarks is not None:
+            meta["landmarks"] = np.asarray(landmarks, np.float32).reshape(5, 2).tolist()
+        if group is not None:
+            meta["group"] = int(group)
+        if meta:
+            sample["json"] = json.dumps(meta).encode()
+        if self._tar is None:
+            self._start()
+        self._tar.write(sample)
+        self._count += 1
+        self._bytes += len(image)
+        self.num_samples += 1
+        if self._count >= self.max_count or self._bytes >= self.max_bytes:
+            self._finish()
+
+    def close(self) -> dict[str, Any]:
+        """Finish the last shard and write ``shards.json``; return the index (closing twice is a no-op)."""
+        if self._index is not None:
+            return self._index
+        self._finish()
+        has_lm, has_group = self._fields or (False, False)
+        index = {
+            "__kind__": INDEX_KIND,
+            "wids_version": 1,
+            "name": self.out_dir.name,
+            "shardlist": self.shards,
+            "fr_lightning": {
+                "num_samples": self.num_samples,
+                "num_classes": self.num_classes,
+                "image_size": None if self.image_size is None else list(self.image_size),
+                "has_landmarks": has_lm,
+                "has_group": has_group,
+            },
+        }
+        tmp = self.out_dir / (INDEX_NAME + ".tmp")
+        tmp.write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, self.out_dir / INDEX_NAME)
+        self._index = index
+        return index
+
+    def __enter__(self) -> WdsWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._tar is not None:  # leave no half-written shard behind
+            self._tar.close()
+            assert self._file is not None
+            self._file.close()
+            (self.out_dir / (self._name + ".tmp")).unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- index
+
+
+@dataclass(frozen=True)
+class ShardIndex:
+    """The parsed ``shards.json`` of a shard folder."""
+
+    uri: str
+    files: tuple[str, ...]
+    sizes: np.ndarray  # samples per shard (int64)
+    filesizes: tuple[int | None, ...]
+    num_classes: int
+    image_size: tuple[int, int] | None
+    has_landmarks: bool
+    has_group: bool
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.sizes.sum())
+
+    @property
+    def starts(self) -> np.ndarray:
+        """Global sample id of each shard's first sample (int64)."""
+        return np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+
+    def url(self, shard: int) -> str:
+        """Full path / URI of shard ``shard``."""
+        return join_uri(self.uri, self.files[shard])
+
+
+def read_shard_index(uri: str | Path) -> ShardIndex:
+    """Load and validate ``<uri>/shards.json`` (local folder or fsspec URI).
+
+    Raises:
+        DataFormatError: Missing or malformed index (the message names it and the bad field).
+    """
+    uri = str(uri)
+    where = join_uri(uri, INDEX_NAME)
+    try:
+        with _open(where) as f:
+            raw = json.loads(f.read())
+    except FileNotFoundError:
+        raise DataFormatError(f"{where}: shard index not found (write shards with `fr data convert SRC OUT --to wds`)") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataFormatError(f"{where}: not a JSON shard index: {exc}") from None
+    if not isinstance(raw, dict) or raw.get("__kind__") != INDEX_KIND:
+        raise DataFormatError(f"{where}: not a shard index (__kind__ != {INDEX_KIND!r})")
+    try:
+        shards = raw["shardlist"]
+        files = tuple(str(s["url"]) for s in shards)
+        sizes = np.array([int(s["nsamples"]) for s in shards], dtype=np.int64)
+        filesizes = tuple(None if s.get("filesize") is None else int(s["filesize"]) for s in shards)
+        meta = raw.get("fr_lightning", {})
+        size = meta.get("image_size")
+        image_size = None if size is None else (int(size[0]), int(size[1]))
+        num_classes = int(meta["num_classes"])
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise DataFormatError(f"{where}: malformed shard index: missing or bad field {exc!r}") from None
+    for f in files:
+        if "/" in f or "\\" in f or f.startswith("."):
+            raise DataFormatError(f"{where}: shard url {f!r} must be a plain file name inside the shard folder")
+    if (sizes < 0).any():
+        raise DataFormatError(f"{where}: negative nsamples for shard {files[int(np.argmax(sizes < 0))]}")
+    declared = meta.get("num_samples")
+    if declared is not None and int(declared) != int(sizes.sum()):
+        raise DataFormatError(f"{where}: shards hold {int(sizes.sum())} samples but num_samples is {declared}")
+    return ShardIndex(
+        uri=uri,
+        files=files,
+        sizes=sizes,
+        filesizes=filesizes,
+        num_classes=num_classes,
+        image_size=image_size,
+        has_landmarks=bool(meta.get("has_landmarks", False)),
+        has_group=bool(meta.get("has_group", False)),
+    )
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class WdsSample:
+    """One raw sample of a shard: encoded image, label and optional side fields."""
+
+    key: str
+    position: int  # position of the sample inside its shard
+    image: bytes
+    label: int
+    landmarks: np.ndarray | None
+    group: int | None
+    url: str  # the shard it came from
+
+
+def parse_sample(raw: dict[str, Any], position: int, where: str) -> WdsSample:
+    """Turn a ``group_by_keys`` dict into a :class:`WdsSample`.
+
+    Raises:
+        DataFormatError: No image member, no or a bad ``.cls``, bad ``.json`` (names shard and key).
+    """
+    key = str(raw.get("__key__"))
+    at = f"{where}: sample {key!r}"
+    image = next((raw[e] for e in IMAGE_EXTS if e in raw), None)
+    if image is None:
+        raise DataFormatError(f"{at} has no image member ({', '.join('.' + e for e in IMAGE_EXTS)}); members: {sorted(k for k in raw if not k.startswith('__'))}")
+    if "cls" not in raw:
+        raise DataFormatError(f"{at} has no .cls label member")
+    try:
+        label = int(raw["cls"].decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        raise DataFormatError(f"{at}: .cls is not a decimal integer ({bytes(raw['cls'][:20])!r})") from None
+    landmarks = group = None
+    if "json" in raw:
+        try:
+            meta = json.loads(raw["json"])
+            if "landmarks" in meta:
+                landmarks = np.asarray(meta["landmarks"], np.float32).reshape(5, 2)
+            if "group" in meta:
+                group = int(meta["group"])
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise DataFormatError(f"{at}: bad .json side data: {exc}") from None
+    return WdsSample(key, position, bytes(image), label, landmarks, group, where)
+
+
+def raw_samples(url: str) -> Iterator[dict[str, Any]]:
+    """Every sample of one shard as webdataset's ``group_by_keys`` dicts, in file order.
+
+    Raises:
+        DataFormatError: The shard is missing or its tar data is damaged (names the shard and the
+            last good sample). A damaged header mid-archive may instead end the stream early, which
+            only a count against the index reveals (:func:`iter_shard` does that).
+    """
+    from webdataset.tariterators import group_by_keys, tar_file_expander
+
+    last_key = None
+    try:
+        stream = _open(url)
+    except FileNotFoundError:
+        raise DataFormatError(f"{url}: shard not found") from None
+    with stream:
+        try:
+            for raw in group_by_keys(tar_file_expander([{"url": url, "stream": stream}], eof_value=None)):
+                last_key = raw.get("__key__")
+                yield raw
+        except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+            if isinstance(exc, DataFormatError):
+                raise
+            after = f" after sample {last_key!r}" if last_key is not None else " at its start"
+            raise DataFormatError(f"{url}: damaged tar data{after}: {exc}") from None
+
+
+def iter_shard(
+    index: ShardIndex, shard: int, start: int = 0, stop: int | None = None, tolerant: bool = False
+) -> Iterator[WdsSample | DataFormatError]:
+    """Yield samples ``[start, stop)`` of one shard in file order, checked against the index.
+
+    Samples before ``start`` are read past (a tar stream cannot seek) but not parsed; reading
+    stops after ``stop`` without touching the rest of the shard.
+
+    Args:
+        index: The shard index.
+        shard: Shard number.
+        start: First sample position to yield.
+        stop: One past the last position (default: the shard's ``nsamples``).
+        tolerant: Yield a :class:`DataFormatError` in place of each sample that cannot be read
+            (malformed, or missing because the tar data ends early) instead of raising, so the
+            caller always gets exactly ``stop - start`` items.
+
+    Raises:
+        DataFormatError: (not ``tolerant``) The shard is missing, its size differs from the index,
+            its tar data is damaged, a sample is malformed, or it holds fewer samples than indexed.
+    """
+    url = index.url(shard)
+    expected = int(index.sizes[shard])
+    stop = expected if stop is None else min(stop, expected)
+    if start >= stop:
+        return
+    problem: DataFormatError | None = None
+    missing = False
+    try:
+        actual = _size(url)
+        declared = index.filesizes[shard]
+        if declared is not None and actual != declared:
+            problem = DataFormatError(f"{url}: shard is {actual} bytes, {INDEX_NAME} says {declared}; truncated or replaced")
+    except FileNotFoundError:
+        problem, missing = DataFormatError(f"{url}: shard listed in {INDEX_NAME} is missing"), True
+    if problem is not None and not tolerant:
+        raise problem
+    position, last_key = -1, None
+    if not missing:
+        samples = raw_samples(url)
+        try:
+            for raw in samples:
+                position += 1
+                last_key = raw.get("__key__")
+                if position < start:
+                    continue
+                try:
+                    yield parse_sample(raw, position, url)
+                except DataFormatError as exc:
+                    if not tolerant:
+                        raise
+                    yield exc
+                if position + 1 >= stop:
+                    return
+        except DataFormatError as exc:  # damaged tar data: the rest of the shard is unreadable
+            if not tolerant:
+                raise
+            problem = exc
+        finally:
+            samples.close()
+    if problem is None:
+        problem = DataFormatError(
+            f"{url}: holds {position + 1} samples, {INDEX_NAME} says {expected}; a damaged tar header "
+            f"ends the archive early (last good sample {last_key!r})"
+        )
+    if not tolerant:
+        raise problem
+    for _ in range(max(start, position + 1), stop):
+        yield problem
+

@@ -1,0 +1,109 @@
+"""Insightface RecordIO (``train.rec``, ``train.idx``, ``property``) as a training source.
+
+The one read path: :class:`~fr_lightning.data.formats.recordio_set.RecordIOSet` gives encoded
+bytes and labels, :class:`RecordIOFaces` decodes and augments them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from fr_lightning.data.formats.images import decode_image
+from fr_lightning.data.formats.recordio_set import RecordIOSet
+from fr_lightning.data.sources.base import TrainSource
+from fr_lightning.data.sources.samples import FaceSamples
+from fr_lightning.data.sources.side_files import load_side_file, resolve_path
+from fr_lightning.data.transforms import Augment
+
+__all__ = ["RecordIOFaces", "RecordIOSource"]
+
+
+class RecordIOFaces(FaceSamples):
+    """Training samples from a RecordIO folder.
+
+    Args:
+        records: The RecordIO set (supplies keys, ``num_classes`` and the reader).
+        image_size: Output side in px.
+        augment: Augmentation.
+        landmarks: Optional ``[N, 5, 2]`` landmarks (``records.keys`` order).
+        groups: Optional ``[N]`` groups.
+        skip_corrupt: Skip unreadable records instead of raising.
+    """
+
+    def __init__(
+        self,
+        records: RecordIOSet,
+        image_size: int,
+        augment: Augment,
+        landmarks: np.ndarray | None = None,
+        groups: np.ndarray | None = None,
+        skip_corrupt: bool = False,
+    ) -> None:
+        super().__init__(records.num_classes, image_size, augment, landmarks, groups, skip_corrupt)
+        self.records = records
+        self.keys = records.keys
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def describe(self, index: int) -> str:
+        return self.records.describe(index)
+
+    def read(self, index: int) -> tuple[np.ndarray, float]:
+        buf, label = self.records.read(index)
+        return decode_image(buf, self.describe(index)), label
+
+
+class RecordIOSource(TrainSource):
+    """Insightface RecordIO training set (``train.rec``, ``train.idx``, ``property``), read without mxnet.
+
+    ``num_classes`` comes from ``property`` (else the identity records, else max label + 1).
+
+    Args:
+        root: Folder holding ``train.rec``, ``train.idx`` and ``property``.
+        skip_corrupt: Skip unreadable records (logged, counted as ``data/skipped``) instead of stopping.
+        landmarks: Optional landmarks side file (``.npy`` or text ``key x1 y1 ... x5 y5``; a
+            relative path is looked up in ``root``); enables PoseFace-style methods.
+        group: Optional group side file (``.npy`` or text ``key group``), for GABN / fairness.
+        augment: Training augmentation (default: horizontal flip as the data module's ``hflip``).
+    """
+
+    def __init__(
+        self,
+        root: str = "data/synth",
+        skip_corrupt: bool = False,
+        landmarks: str | None = None,
+        group: str | None = None,
+        augment: Augment | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.skip_corrupt = skip_corrupt
+        self.landmarks = landmarks
+        self.group = group
+        self.augment = augment
+        self._records: RecordIOSet | None = None
+
+    @property
+    def records(self) -> RecordIOSet:
+        """The underlying RecordIO dataset (opened on first use)."""
+        if self._records is None:
+            if not self.root.is_dir():
+                raise FileNotFoundError(f"RecordIO folder not found: {self.root} (write one with `fr data synth`)")
+            self._records = RecordIOSet(self.root)
+        return self._records
+
+    @property
+    def num_classes(self) -> int:
+        return self.records.num_classes
+
+    def dataset(self, image_size: int, hflip: bool) -> Dataset:
+        rec = self.records
+        what = str(rec.rec_path)
+        lm_path, grp_path = resolve_path(self.root, self.landmarks), resolve_path(self.root, self.group)
+        lm = None if lm_path is None else load_side_file(lm_path, rec.keys, "landmarks", what)
+        grp = None if grp_path is None else load_side_file(grp_path, rec.keys, "group", what)
+        augment = self.augment if self.augment is not None else Augment(hflip=hflip)
+        return RecordIOFaces(rec, image_size, augment, lm, grp, self.skip_corrupt)

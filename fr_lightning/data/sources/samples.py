@@ -1,0 +1,151 @@
+"""Map-style training samples from real images, and the shared counter of skipped corrupt samples.
+
+Every training dataset yields the same sample dicts as the synthetic one (``images`` float
+``[3, S, S]`` normalised, ``labels`` int, optional ``landmarks`` ``[5, 2]`` and ``group``,
+``index``), resizes images whose size differs from the data module's ``image_size`` and applies
+an :class:`~fr_lightning.data.transforms.Augment`.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+from abc import abstractmethod
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, get_worker_info
+
+from fr_lightning.data.errors import DataFormatError
+from fr_lightning.data.transforms import Augment, normalize_images, resize_face
+
+__all__ = ["SkipCounter", "FaceSamples"]
+
+log = logging.getLogger(__name__)
+
+
+class SkipCounter:
+    """How many corrupt samples were skipped, visible to the main process across DataLoader workers.
+
+    Counts live in a small shared-memory tensor, one slot per worker (slot 0: the main process),
+    so workers never race on one number and the trainer side reads the sum (``data/skipped``).
+    """
+
+    SLOTS = 64
+
+    def __init__(self) -> None:
+        self.counts = torch.zeros(self.SLOTS, dtype=torch.int64).share_memory_()
+
+    def add(self, n: int = 1) -> None:
+        """Count ``n`` skipped samples in this process's slot."""
+        info = get_worker_info()
+        slot = 0 if info is None else 1 + info.id % (self.SLOTS - 1)
+        self.counts[slot] += n
+
+    @property
+    def total(self) -> int:
+        """Skipped samples so far, all processes together."""
+        return int(self.counts.sum())
+
+
+class FaceSamples(Dataset):
+    """Base of the map-style real-image training sets: decoded records -> sample dicts.
+
+    Subclasses implement :meth:`read` (raise :class:`DataFormatError` for an unreadable sample)
+    and :meth:`describe`. Labels are checked against ``num_classes`` on every read; a bad label
+    is an error even with ``skip_corrupt`` (it means the data or ``num_classes`` is wrong).
+
+    Args:
+        num_classes: Valid labels are ``[0, num_classes)``.
+        image_size: Output side in px (other sizes are resized, landmarks follow).
+        augment: Augmentation applied to every sample.
+        landmarks: Optional ``[N, 5, 2]`` landmarks in source-image pixels.
+        groups: Optional ``[N]`` group ids.
+        skip_corrupt: Skip unreadable samples (logged, counted in ``skipped``, logged as ``data/skipped``)
+            instead of raising.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        image_size: int,
+        augment: Augment,
+        landmarks: np.ndarray | None = None,
+        groups: np.ndarray | None = None,
+        skip_corrupt: bool = False,
+    ) -> None:
+        self.num_classes = num_classes
+        self.image_size = image_size
+        self.augment = augment
+        self.landmarks = landmarks
+        self.groups = groups
+        self.skip_corrupt = skip_corrupt
+        self.skip_counter = SkipCounter()
+
+    @property
+    def skipped(self) -> int:
+        """Samples skipped as unreadable so far, summed over this process and its DataLoader workers."""
+        return self.skip_counter.total
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def read(self, index: int) -> tuple[np.ndarray, float]:
+        """RGB uint8 image and raw label of sample ``index``."""
+
+    @abstractmethod
+    def describe(self, index: int) -> str:
+        """Where sample ``index`` lives (file and key), for error messages."""
+
+    def check_label(self, label: float, index: int) -> int:
+        """Return ``label`` as int or raise a DataFormatError naming the record."""
+        n = self.num_classes
+        if not (np.isfinite(label) and float(label).is_integer() and 0 <= label < n):
+            raise DataFormatError(f"{self.describe(index)} has label {label}, outside [0, {n}) (num_classes={n})")
+        return int(label)
+
+    def read_checked(self, index: int) -> tuple[int, np.ndarray, int]:
+        """``(index actually used, image, label)``, skipping unreadable samples when configured."""
+        n = len(self)
+        for step in range(n if self.skip_corrupt else 1):
+            j = (index + step) % n
+            try:
+                image, raw = self.read(j)
+            except DataFormatError as exc:
+                if not self.skip_corrupt:
+                    raise
+                self.skip_counter.add()
+                log.warning("skipping unreadable sample: %s", exc)
+                continue
+            return j, image, self.check_label(raw, j)
+        raise DataFormatError(f"{self.describe(index)}: no readable sample (all {n} failed)")
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+        n = len(self)
+        images, rows = [], []
+        for index in indices:
+            index = operator.index(index)
+            if not -n <= index < n:
+                raise IndexError(f"index {index} out of range for {n} samples")
+            j, image, label = self.read_checked(index % n)
+            lm = None if self.landmarks is None else self.landmarks[j]
+            image, lm = resize_face(image, lm, self.image_size)
+            aug = self.augment(image, lm)
+            images.append(aug.image)
+            rows.append((j, label, aug.landmarks))
+        tensors = normalize_images(np.stack(images))
+        out = []
+        for k, (j, label, lm) in enumerate(rows):
+            sample: dict[str, Any] = {"images": tensors[k], "labels": label}
+            if lm is not None:
+                sample["landmarks"] = np.asarray(lm, np.float32)
+            if self.groups is not None:
+                sample["group"] = int(self.groups[j])
+            sample["index"] = j
+            out.append(sample)
+        return out
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.__getitems__([index])[0]
