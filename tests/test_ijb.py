@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fr_lightning.data.errors import DataFormatError
+from fr_lightning.data import DataFormatError
 from fr_lightning.eval.ijb import identify_open_set, insightface_roc, load_ijb, tar_table, template_pair_scores, verify_templates
 from fr_lightning.eval.ijb.features import AlignedImages, FeatureCache, extract_features
 from fr_lightning.eval.synth_ijb import write_synthetic_ijb

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fr_lightning.data.errors import DataFormatError
+from fr_lightning.data import DataFormatError
 
 __all__ = ["TINYFACE_RANKS", "TinyFaceSet", "load_tinyface", "rank_accuracy"]
 

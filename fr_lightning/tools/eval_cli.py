@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from fr_lightning.data.errors import DataFormatError
+from fr_lightning.data import DataFormatError
 
 __all__ = ["build_parser", "main", "run_ijb", "run_tinyface"]
 

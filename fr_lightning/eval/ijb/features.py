@@ -20,12 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from fr_lightning.data.errors import DataFormatError
-
-try:  # the data layer's public name; its module path is being reorganised
-    from fr_lightning.data import align_face
-except ImportError:  # pragma: no cover - older layout
-    from fr_lightning.data.align import align_face
+from fr_lightning.data import DataFormatError, align_face
 
 __all__ = ["AlignedImages", "FeatureCache", "extract_features", "read_rgb"]
 

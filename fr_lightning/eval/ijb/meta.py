@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fr_lightning.data.errors import DataFormatError
+from fr_lightning.data import DataFormatError
 
 __all__ = ["IJBGallery", "IJBSet", "detect_target", "load_ijb", "read_face_tid_mid", "read_name_5pts_score", "read_pair_label", "read_template_subjects"]
 

@@ -10,7 +10,7 @@ import torch
 import yaml
 from torch import nn
 
-from fr_lightning.data.transforms import normalize_images
+from fr_lightning.data import normalize_images
 
 __all__ = ["Embedder", "find_run_config", "load_embedder"]
 
