@@ -1,0 +1,216 @@
+"""Rebuild a trained module's evaluation embedding network from a checkpoint and its run config.
+
+``fr fit`` saves the resolved configuration as ``<run dir>/config.yaml`` and checkpoints under
+``<run dir>/checkpoints/``. The module is rebuilt from that YAML (or from recipes given with
+``--config``), the checkpoint is read with ``torch.load(weights_only=True)``, and only the tensors
+of ``module.embedding_network()`` are loaded: the classifier (whose size depends on the training
+data, which need not exist where the model is deployed) is never needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+__all__ = ["LoadedModel", "find_run_config", "load_model", "read_config"]
+
+
+@dataclass
+class LoadedModel:
+    """A rebuilt module in eval mode and what deployment needs from it.
+
+    Attributes:
+        module: the LightningModule (eval mode, weights of the embedding network loaded).
+        network: ``module.embedding_network()`` in eval mode (``images [B, 3, S, S] -> [B, D]``).
+        image_size: side ``S`` of the square input images.
+        embedding_dim: ``D``.
+        config_files: the YAML files the module was built from.
+    """
+
+    module: nn.Module
+    network: nn.Module
+    image_size: int
+    embedding_dim: int
+    config_files: list[Path]
+
+
+def find_run_config(checkpoint: str | Path) -> Path | None:
+    """``<run dir>/config.yaml`` of ``<run dir>/checkpoints/x.ckpt`` (or next to the checkpoint)."""
+    ckpt = Path(checkpoint)
+    for candidate in (ckpt.parent.parent / "config.yaml", ckpt.parent / "config.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Later files override earlier ones key by key (mappings merge, everything else replaces)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_config(paths: Sequence[str | Path]) -> dict[str, Any]:
+    """Read and merge YAML config files in order (like repeated ``--config``)."""
+    merged: dict[str, Any] = {}
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a YAML mapping with a 'model' section")
+        merged = _merge(merged, data)
+    return merged
+
+
+def _method_class(class_path: str) -> type | None:
+    """The class named by a callback's ``class_path`` (None when it cannot be imported)."""
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name or "fr_lightning.methods"), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def _embedding_methods(callbacks: object, source: str) -> list[object]:
+    """Instantiate the trainer callbacks that are Methods defining their own evaluation embedding.
+
+    Other methods only shape training (and may need files, e.g. a KD teacher, that a deployment
+    machine lacks), so they are not built.
+    """
+    from fr_lightning.methods.base import Method
+
+    if callbacks is None:
+        return []
+    entries = callbacks if isinstance(callbacks, list) else [callbacks]
+    base_impl = getattr(Method, "embedding_network", None)
+    wanted = []
+    for entry in entries:
+        if not isinstance(entry, dict) or "class_path" not in entry:
+            continue
+        cls = _method_class(str(entry["class_path"]))
+        if cls is None or not (isinstance(cls, type) and issubclass(cls, Method)):
+            continue
+        if base_impl is not None and getattr(cls, "embedding_network", base_impl) is not base_impl:
+            wanted.append(entry)
+    if not wanted:
+        return []
+    from lightning.pytorch.cli import LightningArgumentParser
+
+    methods = []
+    for entry in wanted:
+        parser = LightningArgumentParser(exit_on_error=False)
+        parser.add_subclass_arguments(Method, "method", required=True)
+        try:
+            methods.append(parser.instantiate_classes(parser.parse_object({"method": entry})).method)
+        except Exception as err:  # jsonargparse raises several types; name the entry
+            raise ValueError(f"{source}: trainer.callbacks entry {entry.get('class_path')}: {err}") from err
+    return methods
+
+
+def _build_module(config: dict[str, Any], source: str) -> nn.Module:
+    """Instantiate ``config['model']`` (class_path + init_args) with jsonargparse, as the CLI does."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.cli import LightningArgumentParser
+
+    model_cfg = config.get("model")
+    if not isinstance(model_cfg, dict):
+        raise ValueError(f"{source}: no 'model' section (class_path + init_args) to rebuild the network from")
+    parser = LightningArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(pl.LightningModule, "model", required=True)
+    try:
+        module = parser.instantiate_classes(parser.parse_object({"model": model_cfg})).model
+    except Exception as err:  # jsonargparse raises several types; name the file and section
+        raise ValueError(f"{source}: cannot build 'model': {err}") from err
+    if not callable(getattr(module, "embedding_network", None)):
+        raise ValueError(f"{source}: model {type(module).__name__} has no embedding_network()")
+    trainer_cfg = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
+    methods = _embedding_methods(trainer_cfg.get("callbacks"), source)
+    if methods:
+        module.attach_methods(methods)
+    return module
+
+
+def _load_embedding_weights(module: nn.Module, checkpoint: Path, hint: str) -> None:
+    """Copy the checkpoint tensors that ``module.embedding_network()`` uses; fail naming missing or misshapen keys."""
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"{checkpoint} is not a Lightning checkpoint (no 'state_dict' entry)")
+    net = module.embedding_network()
+    ids = {id(t) for t in [*net.parameters(), *net.buffers()]}
+    own = {n: t for n, t in [*module.named_parameters(), *module.named_buffers()] if id(t) in ids}
+    if len({id(t) for t in own.values()}) < len(ids):
+        raise ValueError(f"{type(module).__name__}.embedding_network() holds tensors outside the module; cannot load them from {checkpoint}")
+    missing = sorted(n for n in own if n not in state)
+    if missing:
+        raise ValueError(f"{checkpoint} lacks {len(missing)} tensors of the embedding network, e.g. {missing[:3]}; {hint}")
+    for name, tensor in own.items():
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            raise ValueError(
+                f"{checkpoint}: '{name}' has shape {tuple(state[name].shape)} but the configured network expects "
+                f"{tuple(tensor.shape)}; {hint}"
+            )
+    module.load_state_dict({n: state[n] for n in own}, strict=False)
+
+
+def load_model(checkpoint: str | Path, configs: Sequence[str | Path] = ()) -> LoadedModel:
+    """Rebuild the module of ``checkpoint`` and return its evaluation embedding network in eval mode.
+
+    Args:
+        checkpoint: a ``.ckpt`` written by ``fr fit``.
+        configs: YAML files describing the model (e.g. the recipe); default: the run's saved
+            ``config.yaml`` beside the checkpoint's ``checkpoints/`` folder.
+
+    Raises:
+        FileNotFoundError: the checkpoint or a config file does not exist, or no config was found.
+        ValueError: the config cannot build a model, or the checkpoint does not fit it.
+    """
+    ckpt = Path(checkpoint)
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"checkpoint {ckpt} does not exist")
+    files = [Path(c) for c in configs]
+    if not files:
+        found = find_run_config(ckpt)
+        if found is None:
+            raise FileNotFoundError(
+                f"no config.yaml next to {ckpt.parent} (fr fit saves it in the run folder); pass the recipe with --config"
+            )
+        files = [found]
+    source = " + ".join(str(f) for f in files)
+    module = _build_module(read_config(files), source)
+    hint = f"does {source} describe the network this checkpoint was trained with?"
+    _load_embedding_weights(module, ckpt, hint)
+    module.eval()
+    network = module.embedding_network().eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    backbone = getattr(module, "backbone", network)
+    size = getattr(backbone, "input_size", None)
+    if size is None:
+        data = config_image_size(read_config(files))
+        if data is None:
+            raise ValueError(f"{source}: cannot tell the input image size (no backbone input_size or data image_size)")
+        size = data
+    dim = int(getattr(network, "embedding_dim", getattr(backbone, "embedding_dim", 0)))
+    return LoadedModel(module, network, int(size), dim, files)
+
+
+def config_image_size(config: dict[str, Any]) -> int | None:
+    """``data.init_args.image_size`` of a config, if present."""
+    data = config.get("data")
+    args = data.get("init_args") if isinstance(data, dict) else None
+    size = args.get("image_size") if isinstance(args, dict) else None
+    return int(size) if size is not None else None
