@@ -145,7 +145,9 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> FaceCLI:
 #: ``fr <name> ...`` subcommands besides LightningCLI's: name -> ("module:function", one-line help).
 #: Each function takes the remaining argv. Add a row to add a subcommand.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "export": ("fr_lightning.tools.export:main", "write a checkpoint's embedding network for deployment"),
+    "export": ("fr_lightning.tools.export:main", "write a checkpoint's embedding network as ONNX, TorchScript or backbone.pth"),
+    "embed": ("fr_lightning.deploy.embed_cli:main", "L2-normalised flip-test embeddings of a folder or list of faces (.onnx or .ckpt)"),
+    "verify": ("fr_lightning.deploy.verify_cli:main", "cosine similarity of two faces and a same/different decision"),
     "data": ("fr_lightning.tools.data_cli:main", "write, convert, inspect and align data sets"),
     "eval": ("fr_lightning.tools.eval_cli:main", "evaluate a checkpoint on IJB-B/C (1:1, 1:N) or a TinyFace-style set"),
 }
