@@ -1,4 +1,4 @@
-"""GABN (a reconstruction, METHODS.md §4) compared on the synthetic faces: same backbone, data, schedule and budget.
+"""GABN (a reconstruction; docs/methods.md, "GABN racial de-bias") compared on the synthetic faces: same backbone, data, schedule and budget.
 
     python experiments/gabn.py                     # 4 variants x 3 seeds
     python experiments/gabn.py --epochs 1 --identities 20 --per-identity 8 --batch-size 32 --pairs 100 --seeds 0   # smoke check

@@ -1,4 +1,4 @@
-"""PoseFace (a reconstruction, METHODS.md §3) compared on the synthetic faces: same backbone, data, schedule and budget.
+"""PoseFace (a reconstruction; docs/methods.md, "PoseFace") compared on the synthetic faces: same backbone, data, schedule and budget.
 
     python experiments/poseface.py                     # 4 variants x 3 seeds
     python experiments/poseface.py --epochs 1 --identities 20 --per-identity 8 --batch-size 32 --pairs 100 --seeds 0   # smoke check

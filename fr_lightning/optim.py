@@ -1,4 +1,10 @@
-"""SGD that updates only the rows present in a sparse gradient (Partial FC's sampled class centres)."""
+"""Optimisation pieces for row-sparse class centres: the optimizer choice, its step, and gradient clipping.
+
+``PartialFC(sparse_grad=True)`` gives its centres a sparse COO gradient over the sampled rows.
+:func:`row_sparse_optimizer` swaps the configured SGD for :class:`RowSparseSGD` (which steps
+only those rows) and :func:`clip_sparse_gradients_` clips such gradients through their values;
+the module calls both, so it needs no knowledge of sparse tensors.
+"""
 
 from __future__ import annotations
 
@@ -70,3 +76,53 @@ class RowSparseSGD(torch.optim.SGD):
             else:
                 d = new
         p.index_add_(0, rows, d, alpha=-lr)
+
+
+def row_sparse_optimizer(optimizer: torch.optim.Optimizer, sparse_grad: bool) -> torch.optim.Optimizer:
+    """The optimizer that steps a classifier with ``sparse_grad``: the same SGD as :class:`RowSparseSGD`.
+
+    Args:
+        optimizer: the optimizer built from the configured class and parameter groups.
+        sparse_grad: whether the classifier's centres get row-sparse gradients; False returns
+            ``optimizer`` unchanged.
+
+    Raises:
+        ValueError: for a sparse classifier with any optimizer other than ``torch.optim.SGD``.
+    """
+    if not sparse_grad or isinstance(optimizer, RowSparseSGD):
+        return optimizer
+    if type(optimizer) is not torch.optim.SGD:
+        raise ValueError(
+            f"model.init_args.classifier has sparse_grad: true, which needs SGD as model.init_args.optimizer "
+            f"(got {type(optimizer).__name__}); use torch.optim.SGD or set sparse_grad: false"
+        )
+    return RowSparseSGD(optimizer.param_groups, **optimizer.defaults)
+
+
+def clip_sparse_gradients_(optimizer: torch.optim.Optimizer, clip_val: float | None, algorithm: str | None) -> bool:
+    """Clip every gradient of ``optimizer`` in place when one of them is sparse; else do nothing.
+
+    Norm clipping (``algorithm`` None or ``"norm"``) scales all gradients by
+    ``min(1, clip_val / (‖g‖ + 1e-6))`` with ``‖g‖`` the global 2-norm over dense gradients and
+    sparse gradients' stored values (coalesced first); ``"value"`` clamps each entry.
+
+    Returns:
+        True if it clipped (some gradient was sparse); False means the caller should clip the
+        ordinary way (Lightning's clipping, which does not accept sparse gradients).
+    """
+    params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    if not clip_val or not any(p.grad.is_sparse for p in params):
+        return False
+    for p in params:
+        if p.grad.is_sparse:
+            p.grad = p.grad.coalesce()
+    values = [p.grad._values() if p.grad.is_sparse else p.grad for p in params]  # views: edited in place
+    if algorithm in (None, "norm"):
+        total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(v.float()) for v in values]))
+        scale = (float(clip_val) / (total + 1e-6)).clamp(max=1.0)
+        for v in values:
+            v.mul_(scale.to(v.dtype))
+    else:
+        for v in values:
+            v.clamp_(-float(clip_val), float(clip_val))
+    return True

@@ -15,7 +15,18 @@ import pytest
 import torch
 from torch import nn
 
-from fr_lightning.backbones import BACKBONES, IResNet, MobileFaceNet, iresnet18, mobilefacenet
+import fr_lightning.backbones as backbones_pkg
+from fr_lightning.backbones import (
+    BACKBONES,
+    FaceBackbone,
+    FeatureInfo,
+    IResNet,
+    MobileFaceNet,
+    iresnet18,
+    mobilefacenet,
+    register_backbone,
+)
+from fr_lightning.backbones.iresnet import DEPTHS
 
 KEYS_DIR = Path(__file__).parent / "data" / "insightface_keys"
 # Reference name -> shape lists, written from insightface arcface_torch's backbone definitions.
@@ -26,6 +37,10 @@ REFERENCE = {
     "mbf_large": ("mobilefacenet_large", {}),
 }
 SMALL = {"width": 0.125, "input_size": 56}
+# Deep variants take most of this file's time on 2 shared CPU cores: their generated cases run
+# in the slow step (``-m slow``); the shallow ones cover both families in the default suite.
+DEEP = {"iresnet100", "iresnet200", "mobilefacenet_large"}
+ALL = [pytest.param(n, marks=pytest.mark.slow) if n in DEEP else n for n in sorted(BACKBONES)]
 
 
 def _small(name: str, **overrides: object) -> nn.Module:
@@ -52,7 +67,7 @@ def test_factory_signature_is_a_config_schema(name: str) -> None:
         assert f"{param.name}:" in doc, f"{name}.{param.name} missing from the Args docstring"
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
+@pytest.mark.parametrize("name", ALL)
 def test_forward_shape_and_gradients(name: str) -> None:
     model = _small(name, embedding_dim=64).train()
     assert model.embedding_dim == 64
@@ -66,17 +81,62 @@ def test_forward_shape_and_gradients(name: str) -> None:
             assert torch.isfinite(p.grad).all(), f"{pname} has a non-finite gradient"
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
-def test_feature_layer_hook_sees_last_stage_map(name: str) -> None:
+@pytest.mark.parametrize("name", ALL)
+def test_forward_features_matches_feature_info_and_forward(name: str) -> None:
     model = _small(name).eval()
+    assert isinstance(model, FaceBackbone)
+    x = _images(batch=3)
     seen: list[torch.Tensor] = []
-    handle = model.get_submodule(model.feature_layer).register_forward_hook(lambda m, i, o: seen.append(o))
+    # feature_info.module names the stage whose output forward_features returns.
+    handle = model.get_submodule(model.feature_info.module).register_forward_hook(lambda m, i, o: seen.append(o))
     with torch.no_grad():
-        model(_images(batch=3))
+        feats = model.forward_features(x)
+        emb, feats2 = model.forward_with_features(x)
+        whole = model(x)
     handle.remove()
-    assert len(seen) == 1
-    assert seen[0].dim() == 4 and seen[0].shape[0] == 3
-    assert seen[0].shape[-1] == 4  # 56 -> 28 -> 14 -> 7 -> 4
+    assert feats.shape == (3, *model.feature_shape()) == (3, model.feature_info.channels, 4, 4)  # 56 -> 28 -> 14 -> 7 -> 4
+    assert torch.equal(seen[0], feats)
+    torch.testing.assert_close(model.forward_head(feats), whole, rtol=0, atol=0)
+    torch.testing.assert_close(emb, whole, rtol=0, atol=0)
+    assert torch.equal(feats2, feats)
+
+
+@pytest.mark.parametrize("name", ["iresnet18", "mobilefacenet"])
+@pytest.mark.parametrize("size", [48, 56, 112])
+def test_feature_info_predicts_the_map_side_without_a_forward_pass(name: str, size: int) -> None:
+    model = _small(name, input_size=size, width=0.0625).eval()
+    with torch.no_grad():
+        feats = model.forward_features(_images(batch=1, size=size))
+    assert tuple(feats.shape[1:]) == model.feature_shape()
+
+
+def test_feature_map_stays_in_the_graph() -> None:
+    model = _small("iresnet18").train()
+    emb, feats = model.forward_with_features(_images())
+    (grad,) = torch.autograd.grad(emb.sum(), feats)
+    assert grad.shape == feats.shape and grad.abs().sum() > 0
+
+
+def test_feature_info_side_is_the_ceiling() -> None:
+    info = FeatureInfo(channels=8, reduction=16, module="x")
+    assert [info.side(s) for s in (16, 17, 56, 112, 113)] == [1, 2, 4, 7, 8]
+
+
+def test_registry_holds_every_exported_factory_and_refuses_duplicates() -> None:
+    exported = {n for n in backbones_pkg.__all__ if callable(getattr(backbones_pkg, n)) and n.islower()}
+    assert exported - {"register_backbone"} == set(BACKBONES)
+    assert sorted(f"iresnet{d}" for d in DEPTHS) == sorted(n for n in BACKBONES if n.startswith("iresnet"))
+    for depth, layers in DEPTHS.items():
+        assert BACKBONES[f"iresnet{depth}"].__doc__.startswith(f"iResNet-{depth}, stage depths {list(layers)}")
+    assert register_backbone(iresnet18) is iresnet18  # registering the same factory again is a no-op
+
+    def impostor() -> IResNet:
+        return IResNet()
+
+    impostor.__name__ = "iresnet18"
+    with pytest.raises(ValueError, match="registered twice"):
+        register_backbone(impostor)
+    assert BACKBONES["iresnet18"] is iresnet18
 
 
 @pytest.mark.parametrize("ref", sorted(REFERENCE))
@@ -100,7 +160,7 @@ def test_iresnet_final_bn_scale_is_frozen_like_insightface() -> None:
     assert sum(not p.requires_grad for p in model.parameters()) == 1
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
+@pytest.mark.parametrize("name", ALL)
 def test_state_dict_round_trip(name: str) -> None:
     model = _small(name).train()
     model(_images())  # move the running statistics away from their initial values
@@ -130,14 +190,14 @@ def test_width_scales_channels() -> None:
     assert m.layers[0].layers[0].out_channels == 16 * 2  # ch(64) * scale
 
 
-@pytest.mark.parametrize("name", ["iresnet18", "mobilefacenet", "mobilefacenet_large"])
+@pytest.mark.parametrize("name", ["iresnet18", "mobilefacenet", pytest.param("mobilefacenet_large", marks=pytest.mark.slow)])
 def test_gradient_checkpointing_matches_plain(name: str) -> None:
     plain = _small(name, width=0.0625).double().train()
     ckpt = copy.deepcopy(plain)
     ckpt.gradient_checkpointing = True
     assert ckpt.gradient_checkpointing and not plain.gradient_checkpointing
     calls = []
-    ckpt.get_submodule(ckpt.feature_layer).register_forward_hook(lambda m, i, o: calls.append(o.shape))
+    ckpt.get_submodule(ckpt.feature_info.module).register_forward_hook(lambda m, i, o: calls.append(o.shape))
     x = _images(dtype=torch.float64)
     out_plain, out_ckpt = plain(x), ckpt(x)
     torch.testing.assert_close(out_ckpt, out_plain)
@@ -163,11 +223,9 @@ def test_gradient_checkpointing_flag_from_factory() -> None:
 def test_fp16_false_keeps_an_outer_autocast(name: str) -> None:
     # insightface's autocast(self.fp16) would switch an outer (Lightning) autocast off.
     model = _small(name).eval()
-    seen: list[torch.dtype] = []
-    model.get_submodule(model.feature_layer).register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        model(_images())
-    assert seen == [torch.bfloat16]
+        feats = model.forward_features(_images())
+    assert feats.dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize("name", ["iresnet18", "mobilefacenet"])
@@ -183,12 +241,10 @@ def test_fp16_flag_is_a_no_op_on_cpu(name: str) -> None:
 @pytest.mark.parametrize("name", ["iresnet18", "mobilefacenet"])
 def test_fp16_runs_trunk_in_half_and_head_in_float(name: str) -> None:
     model = _small(name, fp16=True).cuda().train()
-    seen: list[torch.dtype] = []
-    model.get_submodule(model.feature_layer).register_forward_hook(lambda m, i, o: seen.append(o.dtype))
-    out = model(_images().cuda())
+    out, feats = model.forward_with_features(_images().cuda())
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
     # iResNet's last stage runs under autocast; MobileFaceNet's conv_sep runs in float32 (as in insightface).
-    assert seen == [torch.float16 if name.startswith("iresnet") else torch.float32]
+    assert feats.dtype == (torch.float16 if name.startswith("iresnet") else torch.float32)
     out.sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from fr_lightning.backbones import FaceBackbone, FeatureInfo
 from fr_lightning.batch import FaceBatch
 from fr_lightning.classifiers import PartialFC
 from fr_lightning.data import FaceDataModule, SyntheticPairs, SyntheticSource
@@ -60,20 +61,20 @@ def test_attention_map_matches_a_hand_built_logit() -> None:
     torch.testing.assert_close(again, gam)
 
 
-class _KnownBackbone(nn.Module):
+class _KnownBackbone(FaceBackbone):
     """A 'backbone' whose feature map is a fixed parameter and whose embedding is linear in its pooled map."""
-
-    feature_layer = "body"
 
     def __init__(self, feats: torch.Tensor, proj: torch.Tensor) -> None:
         super().__init__()
-        self.body = nn.Identity()
+        self.feature_info = FeatureInfo(channels=feats.shape[1], reduction=1, module="")
         self.feats = nn.Parameter(feats.clone())
         self.proj = nn.Parameter(proj.clone())
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        a = self.body(self.feats * (1 + 0 * images.mean()))
-        return a.mean(dim=(2, 3)) @ self.proj.T
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.feats * (1 + 0 * images.mean())
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return features.mean(dim=(2, 3)) @ self.proj.T
 
 
 def test_embedding_attention_matches_the_hand_built_case() -> None:

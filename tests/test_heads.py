@@ -1,4 +1,4 @@
-"""Margin heads: float64 per-sample reference loops (from METHODS.md formulas) and properties.
+"""Margin heads: float64 per-sample reference loops (from the formulas in docs/methods.md) and properties.
 
 The references below are written from the formulas, row by row with Python control flow;
 they never call the heads' code. Every entry of ``HEADS`` must have cases in ``CASES``.
@@ -375,6 +375,22 @@ def grads(total: torch.Tensor, x: Inputs) -> list[torch.Tensor]:
 
 
 # ----------------------------------------------------------------------------- generated tests
+
+
+def test_every_head_file_registers_its_head_and_duplicates_are_refused() -> None:
+    import fr_lightning.heads as heads_pkg
+    from fr_lightning.heads.base import register_head
+
+    files = {p.stem for p in Path(heads_pkg.__file__).parent.glob("*.py")} - {"__init__", "base"}
+    assert files == set(HEADS), "each head file defines exactly one @register_head class named by the file"
+    for name, cls in HEADS.items():
+        assert cls.__module__ == f"fr_lightning.heads.{name}"
+        assert getattr(heads_pkg, cls.__name__) is cls and cls.__name__ in heads_pkg.__all__
+    assert register_head(ArcFace) is ArcFace  # registering the same class again is a no-op
+    impostor = type("Impostor", (MarginHead,), {"__module__": "fr_lightning.heads.arcface"})
+    with pytest.raises(ValueError, match="one head per file"):
+        register_head(impostor)
+    assert HEADS["arcface"] is ArcFace
 
 
 def test_every_head_has_settings() -> None:

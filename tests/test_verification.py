@@ -252,7 +252,7 @@ def test_tar_key() -> None:
 
 
 def _reference(emb: np.ndarray, issame: np.ndarray, n_folds: int, far_target: float) -> dict[str, float]:
-    """The protocol written from FORMATS.md with plain loops over folds and thresholds."""
+    """The protocol written from docs/formats.md with plain loops over folds and thresholds."""
     n = len(issame)
     a = emb[0::2] / np.linalg.norm(emb[0::2], axis=1, keepdims=True)
     b = emb[1::2] / np.linalg.norm(emb[1::2], axis=1, keepdims=True)

@@ -7,6 +7,8 @@ shape, so a published arcface_torch ``backbone.pth`` loads with ``load_state_dic
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import Tensor, nn
 
 from fr_lightning.backbones._common import (
@@ -16,6 +18,7 @@ from fr_lightning.backbones._common import (
     scale_channels,
     trunk_autocast,
 )
+from fr_lightning.backbones.base import FaceBackbone, FeatureInfo, register_backbone
 
 __all__ = ["IBasicBlock", "IResNet", "iresnet18", "iresnet34", "iresnet50", "iresnet100", "iresnet200"]
 
@@ -56,8 +59,10 @@ class IBasicBlock(nn.Module):
         return out + identity
 
 
-class IResNet(nn.Module):
+class IResNet(FaceBackbone):
     """iResNet trunk with insightface's "E" output block (BN-Dropout-FC-BN).
+
+    ``forward_features`` returns ``layer4``'s map ``[B, 512*width, S/16, S/16]``.
 
     Args:
         layers: number of ``IBasicBlock`` per stage, e.g. ``[3, 4, 14, 3]`` for iResNet-50.
@@ -68,8 +73,6 @@ class IResNet(nn.Module):
         fp16: run the conv trunk under float16 autocast on CUDA (insightface's ``fp16`` flag).
         gradient_checkpointing: recompute activations of every residual block in backward.
     """
-
-    feature_layer: str = "layer4"
 
     def __init__(
         self,
@@ -109,6 +112,7 @@ class IResNet(nn.Module):
             side = conv_out_size(side)
         if side < 1:
             raise ValueError(f"input_size {input_size} is too small for four stride-2 stages")
+        self.feature_info = FeatureInfo(channels=planes[3], reduction=16, module="layer4")
         self.fc = nn.Linear(planes[3] * side * side, embedding_dim)
         self.features = nn.BatchNorm1d(embedding_dim, eps=1e-5)
         self._init_weights()
@@ -140,30 +144,50 @@ class IResNet(nn.Module):
         for stage in self.stages:
             stage.gradient_checkpointing = bool(enabled)
 
-    def forward(self, images: Tensor) -> Tensor:
-        """Unnormalised embeddings ``[B, embedding_dim]`` of images ``[B, 3, S, S]``."""
+    def forward_features(self, images: Tensor) -> Tensor:
+        """``layer4``'s feature map of images ``[B, 3, S, S]`` (float16 on CUDA with ``fp16``)."""
         check_input(images, self.input_size)
         with trunk_autocast(self.fp16, images):
             x = self.prelu(self.bn1(self.conv1(images)))
             x = self.layer1(x)
             x = self.layer2(x)
             x = self.layer3(x)
-            x = self.layer4(x)
-            x = self.bn2(x)
-            x = self.dropout(x.flatten(1))
+            return self.layer4(x)
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """Unnormalised embeddings ``[B, embedding_dim]``: BN, dropout, fc (float32), BN."""
+        with trunk_autocast(self.fp16, features):
+            x = self.dropout(self.bn2(features).flatten(1))
         x = self.fc(x.float() if self.fp16 else x)
         return self.features(x)
 
 
-def iresnet18(
-    embedding_dim: int = 512,
-    width: float = 1.0,
-    input_size: int = 112,
-    dropout: float = 0.0,
-    fp16: bool = False,
-    gradient_checkpointing: bool = False,
-) -> IResNet:
-    """iResNet-18, stage depths [2, 2, 2, 2] (insightface ``r18``).
+#: insightface's stage depths per iResNet variant (``r18`` ... ``r200``).
+DEPTHS: dict[int, tuple[int, int, int, int]] = {
+    18: (2, 2, 2, 2),
+    34: (3, 4, 6, 3),
+    50: (3, 4, 14, 3),
+    100: (3, 13, 30, 3),
+    200: (6, 26, 60, 6),
+}
+
+
+def _depth_factory(depth: int) -> Callable[..., IResNet]:
+    """A registered ``iresnet<depth>`` factory with a typed, documented signature (the YAML schema)."""
+    layers = DEPTHS[depth]
+
+    def factory(
+        embedding_dim: int = 512,
+        width: float = 1.0,
+        input_size: int = 112,
+        dropout: float = 0.0,
+        fp16: bool = False,
+        gradient_checkpointing: bool = False,
+    ) -> IResNet:
+        return IResNet(layers, embedding_dim, width, input_size, dropout, fp16, gradient_checkpointing)
+
+    factory.__name__ = factory.__qualname__ = f"iresnet{depth}"
+    factory.__doc__ = f"""iResNet-{depth}, stage depths {list(layers)} (insightface ``r{depth}``).
 
     Args:
         embedding_dim: size of the output embedding.
@@ -173,88 +197,13 @@ def iresnet18(
         fp16: run the conv trunk under float16 autocast on CUDA.
         gradient_checkpointing: recompute activations of every residual block in backward.
     """
-    return IResNet((2, 2, 2, 2), embedding_dim, width, input_size, dropout, fp16, gradient_checkpointing)
+    return register_backbone(factory)
 
 
-def iresnet34(
-    embedding_dim: int = 512,
-    width: float = 1.0,
-    input_size: int = 112,
-    dropout: float = 0.0,
-    fp16: bool = False,
-    gradient_checkpointing: bool = False,
-) -> IResNet:
-    """iResNet-34, stage depths [3, 4, 6, 3] (insightface ``r34``).
-
-    Args:
-        embedding_dim: size of the output embedding.
-        width: multiplier on the channel counts; 1.0 matches insightface checkpoints.
-        input_size: side of the square input images (112 for insightface checkpoints).
-        dropout: dropout probability before the fc layer.
-        fp16: run the conv trunk under float16 autocast on CUDA.
-        gradient_checkpointing: recompute activations of every residual block in backward.
-    """
-    return IResNet((3, 4, 6, 3), embedding_dim, width, input_size, dropout, fp16, gradient_checkpointing)
+iresnet18 = _depth_factory(18)
+iresnet34 = _depth_factory(34)
+iresnet50 = _depth_factory(50)
+iresnet100 = _depth_factory(100)
+iresnet200 = _depth_factory(200)
 
 
-def iresnet50(
-    embedding_dim: int = 512,
-    width: float = 1.0,
-    input_size: int = 112,
-    dropout: float = 0.0,
-    fp16: bool = False,
-    gradient_checkpointing: bool = False,
-) -> IResNet:
-    """iResNet-50, stage depths [3, 4, 14, 3] (insightface ``r50``).
-
-    Args:
-        embedding_dim: size of the output embedding.
-        width: multiplier on the channel counts; 1.0 matches insightface checkpoints.
-        input_size: side of the square input images (112 for insightface checkpoints).
-        dropout: dropout probability before the fc layer.
-        fp16: run the conv trunk under float16 autocast on CUDA.
-        gradient_checkpointing: recompute activations of every residual block in backward.
-    """
-    return IResNet((3, 4, 14, 3), embedding_dim, width, input_size, dropout, fp16, gradient_checkpointing)
-
-
-def iresnet100(
-    embedding_dim: int = 512,
-    width: float = 1.0,
-    input_size: int = 112,
-    dropout: float = 0.0,
-    fp16: bool = False,
-    gradient_checkpointing: bool = False,
-) -> IResNet:
-    """iResNet-100, stage depths [3, 13, 30, 3] (insightface ``r100``).
-
-    Args:
-        embedding_dim: size of the output embedding.
-        width: multiplier on the channel counts; 1.0 matches insightface checkpoints.
-        input_size: side of the square input images (112 for insightface checkpoints).
-        dropout: dropout probability before the fc layer.
-        fp16: run the conv trunk under float16 autocast on CUDA.
-        gradient_checkpointing: recompute activations of every residual block in backward.
-    """
-    return IResNet((3, 13, 30, 3), embedding_dim, width, input_size, dropout, fp16, gradient_checkpointing)
-
-
-def iresnet200(
-    embedding_dim: int = 512,
-    width: float = 1.0,
-    input_size: int = 112,
-    dropout: float = 0.0,
-    fp16: bool = False,
-    gradient_checkpointing: bool = False,
-) -> IResNet:
-    """iResNet-200, stage depths [6, 26, 60, 6] (insightface ``r200``).
-
-    Args:
-        embedding_dim: size of the output embedding.
-        width: multiplier on the channel counts; 1.0 matches insightface checkpoints.
-        input_size: side of the square input images (112 for insightface checkpoints).
-        dropout: dropout probability before the fc layer.
-        fp16: run the conv trunk under float16 autocast on CUDA.
-        gradient_checkpointing: recompute activations of every residual block in backward.
-    """
-    return IResNet((6, 26, 60, 6), embedding_dim, width, input_size, dropout, fp16, gradient_checkpointing)

@@ -9,6 +9,8 @@ stage, and a global depthwise convolution (GDC) embedding head. With ``width=1``
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import Tensor, nn
 
 from fr_lightning.backbones._common import (
@@ -18,6 +20,7 @@ from fr_lightning.backbones._common import (
     scale_channels,
     trunk_autocast,
 )
+from fr_lightning.backbones.base import FaceBackbone, FeatureInfo, register_backbone
 
 __all__ = [
     "ConvBlock",
@@ -155,11 +158,11 @@ class GDC(nn.Module):
         return self.layers(x)
 
 
-class MobileFaceNet(nn.Module):
+class MobileFaceNet(FaceBackbone):
     """MobileFaceNet as in insightface arcface_torch (``mbf`` / ``mbf_large``).
 
-    ``feature_layer`` is ``conv_sep``, the last 1x1 conv block (PReLU-activated
-    ``[B, 512*width, S/16, S/16]`` map) feeding the GDC embedding head.
+    ``forward_features`` returns the output of ``conv_sep``, the last 1x1 conv block
+    (PReLU-activated ``[B, 512*width, S/16, S/16]`` map) feeding the GDC embedding head.
 
     Args:
         embedding_dim: size of the output embedding.
@@ -171,8 +174,6 @@ class MobileFaceNet(nn.Module):
         fp16: run the trunk up to ``conv_sep`` under float16 autocast on CUDA.
         gradient_checkpointing: recompute activations of each trunk stage in backward.
     """
-
-    feature_layer: str = "conv_sep"
 
     def __init__(
         self,
@@ -222,6 +223,7 @@ class MobileFaceNet(nn.Module):
             side = conv_out_size(side)
         if side < 1:
             raise ValueError(f"input_size {input_size} is too small for MobileFaceNet")
+        self.feature_info = FeatureInfo(channels=ch(512), reduction=16, module="conv_sep")
         self.features = GDC(ch(512), side, embedding_dim)
         self._init_weights()
         self.gradient_checkpointing = gradient_checkpointing
@@ -246,15 +248,39 @@ class MobileFaceNet(nn.Module):
     def gradient_checkpointing(self, enabled: bool) -> None:
         self.layers.gradient_checkpointing = bool(enabled)
 
-    def forward(self, images: Tensor) -> Tensor:
-        """Unnormalised embeddings ``[B, embedding_dim]`` of images ``[B, 3, S, S]``."""
+    def forward_features(self, images: Tensor) -> Tensor:
+        """``conv_sep``'s feature map of images ``[B, 3, S, S]`` (float32: it runs outside ``fp16``'s autocast)."""
         check_input(images, self.input_size)
         with trunk_autocast(self.fp16, images):
             x = self.layers(images)
-        x = self.conv_sep(x.float() if self.fp16 else x)
-        return self.features(x)
+        return self.conv_sep(x.float() if self.fp16 else x)
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """Unnormalised embeddings ``[B, embedding_dim]`` from the GDC head."""
+        return self.features(features)
 
 
+_FACTORY_ARGS = """
+
+    Args:
+        embedding_dim: size of the output embedding.
+        width: multiplier on all channel counts; 1.0 matches insightface checkpoints.
+        input_size: side of the square input images (112 for insightface checkpoints).
+        blocks: residual blocks in the four stages.
+        scale: channel multiplier of the trunk.
+        fp16: run the trunk under float16 autocast on CUDA.
+        gradient_checkpointing: recompute activations of each trunk stage in backward.
+    """
+
+
+def _with_args(factory: Callable[..., MobileFaceNet]) -> Callable[..., MobileFaceNet]:
+    """Append the shared ``Args:`` section (same parameters, different defaults) to a factory's docstring."""
+    factory.__doc__ = (factory.__doc__ or "") + _FACTORY_ARGS
+    return factory
+
+
+@register_backbone
+@_with_args
 def mobilefacenet(
     embedding_dim: int = 512,
     width: float = 1.0,
@@ -264,20 +290,12 @@ def mobilefacenet(
     fp16: bool = False,
     gradient_checkpointing: bool = False,
 ) -> MobileFaceNet:
-    """MobileFaceNet (insightface ``mbf``).
-
-    Args:
-        embedding_dim: size of the output embedding.
-        width: multiplier on all channel counts; 1.0 matches insightface checkpoints.
-        input_size: side of the square input images (112 for insightface checkpoints).
-        blocks: residual blocks in the four stages.
-        scale: channel multiplier of the trunk.
-        fp16: run the trunk under float16 autocast on CUDA.
-        gradient_checkpointing: recompute activations of each trunk stage in backward.
-    """
+    """MobileFaceNet (insightface ``mbf``)."""
     return MobileFaceNet(embedding_dim, width, input_size, blocks, scale, fp16, gradient_checkpointing)
 
 
+@register_backbone
+@_with_args
 def mobilefacenet_large(
     embedding_dim: int = 512,
     width: float = 1.0,
@@ -287,15 +305,7 @@ def mobilefacenet_large(
     fp16: bool = False,
     gradient_checkpointing: bool = False,
 ) -> MobileFaceNet:
-    """Large MobileFaceNet (insightface ``mbf_large``).
-
-    Args:
-        embedding_dim: size of the output embedding.
-        width: multiplier on all channel counts; 1.0 matches insightface checkpoints.
-        input_size: side of the square input images (112 for insightface checkpoints).
-        blocks: residual blocks in the four stages.
-        scale: channel multiplier of the trunk.
-        fp16: run the trunk under float16 autocast on CUDA.
-        gradient_checkpointing: recompute activations of each trunk stage in backward.
-    """
+    """Large MobileFaceNet (insightface ``mbf_large``)."""
     return MobileFaceNet(embedding_dim, width, input_size, blocks, scale, fp16, gradient_checkpointing)
+
+

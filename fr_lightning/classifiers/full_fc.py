@@ -6,8 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fr_lightning.classifiers.base import Classifier
 
-class FullFC(nn.Module):
+
+class FullFC(Classifier):
     """Normalised class centres; returns the cosine to every class.
 
     Args:
@@ -29,10 +31,6 @@ class FullFC(nn.Module):
         x = F.normalize(embeddings.float(), dim=1)
         w = F.normalize(self.weight.float(), dim=1)
         return x @ w.t(), labels
-
-    def rows(self, embeddings: Tensor) -> Tensor:
-        """The embeddings matching the rows of ``forward``'s cosine (this batch's own)."""
-        return embeddings
 
     def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Per-sample softmax cross-entropy (float32); rows with label -1 get 0."""

@@ -21,14 +21,15 @@ Gradient bookkeeping (so that the numbers equal a single-process full FC on the 
 
 Checkpoints hold the full ``[C*K, D]`` matrix: a state-dict hook gathers it (a collective, so every
 rank must call ``state_dict()`` together, as Lightning's checkpointing does) and a load pre-hook
-takes this rank's slice. The module's ``on_save_checkpoint``/``on_load_checkpoint`` do the same for
-the optimizer state of the weight (momentum, Adam moments) using :meth:`gather_rows` /
-:meth:`local_rows`, so a run saved on N ranks resumes on M.
+takes this rank's slice. :meth:`PartialFC.save_optimizer_state` / :meth:`PartialFC.load_optimizer_state`
+(called from the module's checkpoint hooks) do the same for the optimizer state of the weight
+(momentum, Adam moments), so a run saved on N ranks resumes on M.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -36,6 +37,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fr_lightning.classifiers.base import OPTIMIZER_INDEX_KEY, Classifier, optimizer_state_of
 
 
 def shard_bounds(total: int, world: int, rank: int) -> tuple[int, int]:
@@ -181,7 +183,7 @@ class LeanCrossEntropy(torch.autograd.Function):
         return g, None
 
 
-class PartialFC(nn.Module):
+class PartialFC(Classifier):
     """Model-parallel, sampled classifier (Partial FC); equals :class:`FullFC` for r=1 on one device.
 
     ``forward`` returns cosines of the *global* batch (all ranks' rows) against this rank's sampled
@@ -266,6 +268,29 @@ class PartialFC(nn.Module):
             return t
         return t[self.class_start * k : self.class_end * k].clone()
 
+    def save_optimizer_state(self, checkpoint: dict[str, Any], params: Sequence[nn.Parameter]) -> None:
+        """Gather the weight's optimizer state (momentum, Adam moments) into full ``[C*K, D]`` matrices.
+
+        A collective under sharding (every rank saves together, as Lightning does). The weight's
+        position among ``params`` is recorded so :meth:`load_optimizer_state` finds it again.
+        """
+        index = next((i for i, p in enumerate(params) if p is self.weight), None)
+        if index is None or not checkpoint.get("optimizer_states"):
+            return
+        state = optimizer_state_of(checkpoint, index) or {}
+        for key, value in state.items():
+            if isinstance(value, Tensor) and value.shape == self.weight.shape:
+                state[key] = self.gather_rows(value)
+        checkpoint[OPTIMIZER_INDEX_KEY] = index
+
+    def load_optimizer_state(self, checkpoint: dict[str, Any]) -> None:
+        """Keep this rank's slice of the full optimizer state matrices (the weight: a load pre-hook)."""
+        index = checkpoint.get(OPTIMIZER_INDEX_KEY)
+        state = None if index is None else optimizer_state_of(checkpoint, int(index))
+        for key, value in (state or {}).items():
+            if isinstance(value, Tensor) and value.ndim == 2:
+                state[key] = self.local_rows(value)  # type: ignore[index]
+
     @staticmethod
     def _full_state_hook(module: PartialFC, state: dict[str, Tensor], prefix: str, local_metadata: dict) -> None:
         key = prefix + "weight"
@@ -328,7 +353,7 @@ class PartialFC(nn.Module):
             index, target = self._sample(labels)
         else:
             target = self._remap(labels, index)
-        self.last_index = index  # read by tests and diagnostics only
+        self.last_index = index  # co-teaching's second peer reuses it; tests read it
         if index is None:
             return x @ F.normalize(self.weight.float(), dim=1).t(), target
         k = self.subcenters

@@ -15,8 +15,9 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch import Tensor, nn
+from torch import Tensor
 
+from fr_lightning.backbones.base import FaceBackbone
 from fr_lightning.data.pairs import PairSet
 from fr_lightning.data.transforms import normalize_images
 from fr_lightning.eval.callbacks import VerificationCallback, log_image, run_after_verification
@@ -65,25 +66,23 @@ def find_group_sets(sets: Sequence[PairSet], names: Sequence[str] | None = None)
     return found
 
 
-def embedding_attention(backbone: nn.Module, images: Tensor) -> Tensor:
-    """Gradient attention maps ``[B, h, w]`` of the backbone's ``feature_layer`` for embeddings.
+def embedding_attention(backbone: FaceBackbone, images: Tensor) -> Tensor:
+    """Gradient attention maps ``[B, h, w]`` of the backbone's feature map (``forward_features``) for embeddings.
 
     Unseen identities have no target class, so the target is each embedding's own direction:
     ``score = x · x̂`` with ``x̂`` detached (the training GAM's target logit when an embedding
     sits on its class centre). Runs in eval mode with gradients on, whatever the caller's modes.
     """
-    layer = backbone.get_submodule(backbone.feature_layer)  # type: ignore[arg-type]
-    kept: list[Tensor] = []
-    handle = layer.register_forward_hook(lambda m, i, o: kept.append(o))
     was_training = backbone.training
     backbone.eval()
     try:
         with torch.inference_mode(False), torch.enable_grad():
-            emb = backbone(images.clone()).float()  # a clone made here is a normal (not inference) tensor
+            # A clone made here is a normal (not inference) tensor.
+            emb, features = backbone.forward_with_features(images.clone())
+            emb = emb.float()
             score = (emb * torch.nn.functional.normalize(emb.detach(), dim=1)).sum(dim=1)
-            return gradient_attention_map(kept[-1], score).detach()
+            return gradient_attention_map(features, score).detach()
     finally:
-        handle.remove()
         backbone.train(was_training)
 
 
@@ -172,7 +171,7 @@ class FairnessEvaluation(pl.Callback):
 
     def save_overlays(self, pl_module: pl.LightningModule, groups: list[PairSet], path: Path) -> Path:
         """Write the attention overlay grid of the first faces of each group set."""
-        backbone: nn.Module = pl_module.backbone  # type: ignore[assignment]
+        backbone: FaceBackbone = pl_module.backbone  # type: ignore[assignment]
         device = next(backbone.parameters()).device
         rows, labels = [], []
         for pairs in groups:

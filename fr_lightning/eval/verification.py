@@ -4,7 +4,7 @@ Everything here is plain numpy (torch tensors are accepted and converted) and ve
 thresholds: counts of pairs below each threshold come from ``np.searchsorted`` on sorted fold
 distances, so 6,000 pairs x 4,000 thresholds x 10 folds take a few milliseconds.
 
-The protocol (see ``FORMATS.md``, "The 10-fold verification protocol"):
+The protocol (docs/formats.md, "The 10-fold verification protocol"):
 
 * score = squared L2 distance between the L2-normalised embeddings of a pair, "same" when
   ``score < threshold`` (strict, as insightface);

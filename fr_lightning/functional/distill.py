@@ -1,4 +1,4 @@
-"""Knowledge-distillation losses and teacher-logit calibration (METHODS.md §7). No Lightning inside."""
+"""Knowledge-distillation losses and teacher-logit calibration (docs/methods.md, "Knowledge distillation"). No Lightning inside."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GABN pieces (METHODS.md §4, a reconstruction): gradient attention maps, gradient reversal, top-N erasing.
+"""GABN pieces (a reconstruction; docs/methods.md, "GABN racial de-bias"): gradient attention maps, gradient reversal, top-N erasing.
 
 Pure tensor functions; :class:`fr_lightning.methods.GABN` wires them into training and
 :mod:`fr_lightning.eval.fairness` uses them for the attention overlays.

@@ -106,7 +106,7 @@ def _log1p_sum_expm1(u: Tensor, dim: tuple[int, ...]) -> Tensor:
 
 
 def logexp_distance(x: Tensor, y: Tensor, p: float = 1.0, mode: Literal["pair", "batch"] = "pair") -> Tensor:
-    """LogExp distance between paired embeddings (low-resolution training, METHODS.md §5).
+    """LogExp distance between paired embeddings (low-resolution training; docs/methods.md, "Low resolution").
 
     ``pair`` (the paper's formula): per pair ``1/(p·D) · log(1 + Σ_i (exp(|x_i − y_i|^p) − 1))``,
     averaged over the pairs. ``batch`` (the authors' released training code):

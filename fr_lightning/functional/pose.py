@@ -1,4 +1,4 @@
-"""Pose cores for PoseFace (METHODS.md §3, a reconstruction): landmark pose targets, the
+"""Pose cores for PoseFace (a reconstruction; docs/methods.md, "PoseFace"): landmark pose targets, the
 decorrelation loss and the pose-adaptive weights / margins. No Lightning inside.
 
 Landmarks are insightface's 5 points in pixels, ``[B, 5, 2]`` in the order left eye, right eye,

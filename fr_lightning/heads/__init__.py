@@ -1,59 +1,24 @@
 """Margin heads: turn cosines ``[B, C]`` into scaled logits (or a per-sample loss for SFace).
 
-Every head follows :class:`MarginHead`'s contract. ``HEADS`` maps a short name (the file
-and ``configs/heads/<name>.yaml`` name) to each class; tests are generated from it.
+Every head follows :class:`MarginHead`'s contract. Adding a head is one file in this package
+whose class carries ``@register_head``: that lists it in ``HEADS`` under the file's name (also
+the ``configs/heads/<name>.yaml`` name; the tests are generated from ``HEADS``) and this package
+re-exports it by class name, so YAML can say ``class_path: fr_lightning.heads.<Class>``. Every
+module here except ``base`` is imported below.
 """
 
 from __future__ import annotations
 
-from fr_lightning.heads.adaface import AdaFace
-from fr_lightning.heads.adasin import AdaSin
-from fr_lightning.heads.arcface import ArcFace
-from fr_lightning.heads.base import MarginHead
-from fr_lightning.heads.combined import CombinedMargin
-from fr_lightning.heads.cosface import CosFace
-from fr_lightning.heads.curricularface import CurricularFace
-from fr_lightning.heads.magface import MagFace
-from fr_lightning.heads.mvsoftmax import MVSoftmax
-from fr_lightning.heads.normface import NormFace
-from fr_lightning.heads.sface import SFace
-from fr_lightning.heads.sphereface import SphereFace
-from fr_lightning.heads.subcenter import SubCenterArcFace
-from fr_lightning.heads.unpg import UNPG
-from fr_lightning.heads.x2softmax import X2Softmax
+import importlib
+import pkgutil
 
-HEADS: dict[str, type[MarginHead]] = {
-    "normface": NormFace,
-    "cosface": CosFace,
-    "arcface": ArcFace,
-    "combined": CombinedMargin,
-    "sphereface": SphereFace,
-    "curricularface": CurricularFace,
-    "adaface": AdaFace,
-    "magface": MagFace,
-    "subcenter": SubCenterArcFace,
-    "mvsoftmax": MVSoftmax,
-    "x2softmax": X2Softmax,
-    "sface": SFace,
-    "adasin": AdaSin,
-    "unpg": UNPG,
-}
+from fr_lightning.heads.base import HEADS, MarginHead, register_head
 
-__all__ = [
-    "HEADS",
-    "AdaFace",
-    "AdaSin",
-    "ArcFace",
-    "CombinedMargin",
-    "CosFace",
-    "CurricularFace",
-    "MVSoftmax",
-    "MagFace",
-    "MarginHead",
-    "NormFace",
-    "SFace",
-    "SphereFace",
-    "SubCenterArcFace",
-    "UNPG",
-    "X2Softmax",
-]
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+    if _info.name != "base":
+        importlib.import_module(f"{__name__}.{_info.name}")
+del _info
+
+globals().update({cls.__name__: cls for cls in HEADS.values()})
+
+__all__ = ["HEADS", "MarginHead", "register_head", *sorted(cls.__name__ for cls in HEADS.values())]

@@ -7,10 +7,11 @@ import math
 import torch
 from torch import Tensor
 
-from fr_lightning.heads.base import MarginHead
+from fr_lightning.heads.base import MarginHead, register_head
 from fr_lightning.utils.dist import all_reduce_sum
 
 
+@register_head
 class AdaFace(MarginHead):
     """AdaFace (Kim et al., 2022), following the authors' code.
 

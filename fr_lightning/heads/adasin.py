@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from fr_lightning.heads.base import register_head
 from fr_lightning.heads.curricularface import CurricularFace
 
 
+@register_head
 class AdaSin(CurricularFace):
     """AdaSin, a RECONSTRUCTION from the paper's stated idea (full text not consulted).
 

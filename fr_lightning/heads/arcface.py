@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fr_lightning.heads.base import MarginHead
+from fr_lightning.heads.base import MarginHead, register_head
 
 
 def arc_target(cos_y: Tensor, m: float | Tensor) -> Tensor:
@@ -22,6 +22,7 @@ def arc_target(cos_y: Tensor, m: float | Tensor) -> Tensor:
     return torch.where(inside, cos_y * cos_m - sin_t * sin_m, cos_y - m * sin_m)
 
 
+@register_head
 class ArcFace(MarginHead):
     """ArcFace (Deng et al., 2019): target logit ``s * cos(θ_y + m)``.
 

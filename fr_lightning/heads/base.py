@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -89,3 +89,22 @@ class MarginHead(nn.Module):
         names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
         shown = [n for n in names if not isinstance(getattr(self, n, None), nn.Module)]
         return ", ".join(f"{n}={getattr(self, n)!r}" for n in shown)
+
+
+#: Every registered head class by short name (its file name, also ``configs/heads/<name>.yaml``);
+#: the head tests are generated from it.
+HEADS: dict[str, type[MarginHead]] = {}
+
+HeadT = TypeVar("HeadT", bound=type[MarginHead])
+
+
+def register_head(cls: HeadT) -> HeadT:
+    """Class decorator: list a head in :data:`HEADS` under the name of the file that defines it.
+
+    One head per file, so the short name, the file and the config fragment share one name.
+    """
+    name = cls.__module__.rsplit(".", 1)[-1]
+    if name in HEADS and HEADS[name] is not cls:
+        raise ValueError(f"heads {HEADS[name].__name__} and {cls.__name__} are both registered as {name!r}; one head per file")
+    HEADS[name] = cls
+    return cls

@@ -7,9 +7,10 @@ import math
 import torch
 from torch import Tensor
 
-from fr_lightning.heads.base import MarginHead
+from fr_lightning.heads.base import MarginHead, register_head
 
 
+@register_head
 class CombinedMargin(MarginHead):
     """Combined margin (insightface): target logit ``s * (cos(m1·θ_y + m2) - m3)``.
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from fr_lightning.heads.base import MarginHead
+from fr_lightning.heads.base import MarginHead, register_head
 
 
+@register_head
 class CosFace(MarginHead):
     """CosFace (Wang et al., 2018): target logit ``s * (cos θ_y - m)``.
 

@@ -6,10 +6,11 @@ import torch
 from torch import Tensor
 
 from fr_lightning.heads.arcface import arc_target
-from fr_lightning.heads.base import MarginHead
+from fr_lightning.heads.base import MarginHead, register_head
 from fr_lightning.utils.dist import all_reduce_sum
 
 
+@register_head
 class CurricularFace(MarginHead):
     """CurricularFace (Huang et al., 2020).
 

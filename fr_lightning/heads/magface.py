@@ -5,9 +5,10 @@ from __future__ import annotations
 from torch import Tensor
 
 from fr_lightning.heads.arcface import arc_target
-from fr_lightning.heads.base import MarginHead, compute_dtype
+from fr_lightning.heads.base import MarginHead, compute_dtype, register_head
 
 
+@register_head
 class MagFace(MarginHead):
     """MagFace (Meng et al., 2021): target ``s * cos(θ_y + m(a))`` with ``a = clamp(‖x‖, l_a, u_a)``.
 

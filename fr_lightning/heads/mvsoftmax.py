@@ -8,9 +8,10 @@ import torch
 from torch import Tensor
 
 from fr_lightning.heads.arcface import arc_target
-from fr_lightning.heads.base import MarginHead
+from fr_lightning.heads.base import MarginHead, register_head
 
 
+@register_head
 class MVSoftmax(MarginHead):
     """MV-Softmax (Wang et al., 2020): mis-classified vector guided softmax.
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fr_lightning.heads.base import MarginHead
+from fr_lightning.heads.base import MarginHead, register_head
 
 
+@register_head
 class NormFace(MarginHead):
     """NormFace (Wang et al., 2017): logit ``s * cos θ_j`` for every class, target included.
 

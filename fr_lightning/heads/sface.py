@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fr_lightning.heads.base import MarginHead
+from fr_lightning.heads.base import MarginHead, register_head
 
 
+@register_head
 class SFace(MarginHead):
     """SFace (Zhong et al., 2021): per-sample ``L = -w_y·s·c_y + Σ_{j≠y} w_j·s·c_j``.
 

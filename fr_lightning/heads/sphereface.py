@@ -7,9 +7,10 @@ import math
 import torch
 from torch import Tensor
 
-from fr_lightning.heads.base import MarginHead
+from fr_lightning.heads.base import MarginHead, register_head
 
 
+@register_head
 class SphereFace(MarginHead):
     """SphereFace (Liu et al., 2017) on normalised features: target logit ``s * ψ(θ_y)``.
 

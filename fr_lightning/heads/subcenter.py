@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from fr_lightning.heads.base import register_head
 from fr_lightning.heads.arcface import ArcFace
 
 
+@register_head
 class SubCenterArcFace(ArcFace):
     """Sub-center ArcFace (Deng et al., 2020): ``c_j = max_k Ŵ_{j,k}·x̂``, then ArcFace.
 

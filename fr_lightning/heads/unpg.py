@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fr_lightning.heads.base import MarginHead, compute_dtype
+from fr_lightning.heads.base import MarginHead, compute_dtype, register_head
 
 
+@register_head
 class UNPG(MarginHead):
     """UNPG (Jung et al., 2022): unified negative pair generation.
 

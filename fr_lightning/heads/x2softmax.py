@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fr_lightning.heads.base import MarginHead
+from fr_lightning.heads.base import MarginHead, register_head
 
 
+@register_head
 class X2Softmax(MarginHead):
     """X2-Softmax (2023): target logit ``s * (a·(θ_y - h)² + k)``.
 

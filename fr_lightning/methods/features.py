@@ -1,29 +1,33 @@
-"""Shape of the backbone's last-stage feature map (the one the module's forward hook keeps)."""
+"""The backbone's last-stage feature map for the methods that need it (GABN, PoseFace).
+
+Read through the backbone contract (:class:`fr_lightning.backbones.FaceBackbone`):
+``forward_features`` / ``forward_head`` give the map in the same pass as the embedding, and
+``feature_info`` gives its shape without running the network. No hooks, no dummy pass.
+"""
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from torch import Tensor
+
+from fr_lightning.backbones.base import FaceBackbone
 
 
-def feature_map_shape(backbone: nn.Module) -> tuple[int, int, int]:
-    """``(C, h, w)`` of the backbone's ``feature_layer`` output, from one dummy forward pass in eval mode."""
-    layer = backbone.get_submodule(backbone.feature_layer)  # type: ignore[arg-type]
-    size = int(getattr(backbone, "input_size", 112))
-    seen: list[tuple[int, int, int]] = []
-    handle = layer.register_forward_hook(lambda m, i, o: seen.append(tuple(int(d) for d in o.shape[1:4])))
-    was_training = backbone.training
-    try:
-        param = next(backbone.parameters())
-        backbone.eval()
-        with torch.no_grad():
-            backbone(torch.zeros(2, 3, size, size, device=param.device, dtype=param.dtype))
-    finally:
-        handle.remove()
-        backbone.train(was_training)
-    return seen[-1]  # type: ignore[return-value]
+def embed_with_features(backbone: FaceBackbone, images: Tensor, keep_features: bool) -> tuple[Tensor, Tensor | None]:
+    """Embeddings ``[B, D]`` and, when ``keep_features``, the feature map ``[B, C, h, w]`` (else None).
+
+    Without ``keep_features`` the backbone is called as a whole (``__call__``: hooks and a
+    compiled forward apply as usual).
+    """
+    if keep_features:
+        return backbone.forward_with_features(images)
+    return backbone(images), None
 
 
-def feature_channels(backbone: nn.Module) -> int:
-    """Channels of the backbone's ``feature_layer`` output."""
-    return feature_map_shape(backbone)[0]
+def feature_map_shape(backbone: FaceBackbone) -> tuple[int, int, int]:
+    """``(C, h, w)`` of the backbone's feature map at its ``input_size`` (from ``feature_info``)."""
+    return backbone.feature_shape()
+
+
+def feature_channels(backbone: FaceBackbone) -> int:
+    """Channels ``C`` of the backbone's feature map."""
+    return backbone.feature_info.channels

@@ -1,0 +1,80 @@
+"""The classifier contract: class centres -> cosines, plus the classifier's own CE and checkpoint layout."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+#: Checkpoint key recording which optimizer parameter holds a classifier's centres.
+OPTIMIZER_INDEX_KEY = "sharded_classifier_param"
+
+
+class Classifier(nn.Module, abc.ABC):
+    """Base of every classifier: holds ``weight`` (``[C*K, D]`` centres) and scores embeddings.
+
+    The module only calls what is defined here, so a new classifier overrides what differs and
+    inherits the rest:
+
+    * :meth:`forward` (abstract): ``(embeddings, labels) -> (cosine [B', C'], labels' [B'])``.
+    * :meth:`cross_entropy` / :meth:`predict` (abstract): per-sample CE and nearest centre.
+    * :meth:`rows`: the embeddings matching ``forward``'s cosine rows (identity here).
+    * :meth:`setup` / :meth:`ddp_ignore`: sharding across ranks (no-ops here).
+    * :meth:`save_optimizer_state` / :meth:`load_optimizer_state`: put the optimizer state of
+      ``weight`` into a world-size-independent layout in the checkpoint and back (no-ops here).
+
+    Class attributes give the defaults the module reads: ``subcenters`` (centres per class),
+    ``sample_rate`` (fraction of classes scored per step), ``sparse_grad`` (centres receive a row-sparse gradient, see :mod:`fr_lightning.optim`),
+    ``last_index`` (the local class sample of the last ``forward``, None = every class).
+    """
+
+    subcenters: int = 1
+    sample_rate: float = 1.0
+    sparse_grad: bool = False
+    last_index: Tensor | None = None
+
+    weight: nn.Parameter
+
+    @abc.abstractmethod
+    def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Cosines ``[B', C']`` against (a sample of) the centres and the labels as their columns."""
+
+    @abc.abstractmethod
+    def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Per-sample softmax cross-entropy ``[B]`` of this rank's rows; label ``-1`` gives 0."""
+
+    @abc.abstractmethod
+    def predict(self, cosine: Tensor) -> Tensor:
+        """Nearest centre (column index, sub-centres pooled) of each row of ``cosine``."""
+
+    def rows(self, embeddings: Tensor) -> Tensor:
+        """The embeddings matching the rows of ``forward``'s cosine (this batch's own here)."""
+        return embeddings
+
+    def setup(self, world_size: int, rank: int) -> None:
+        """Prepare for ``world_size`` ranks (a sharded classifier keeps its slice); no-op here."""
+
+    def ddp_ignore(self, prefix: str) -> list[str]:
+        """Parameter names (under ``prefix``) that DDP must neither broadcast nor average; none here."""
+        return []
+
+    def save_optimizer_state(self, checkpoint: dict[str, Any], params: Sequence[nn.Parameter]) -> None:
+        """Rewrite the optimizer state of ``weight`` in ``checkpoint`` to a layout any world size loads.
+
+        Args:
+            checkpoint: the Lightning checkpoint being saved (``optimizer_states`` edited in place).
+            params: the first optimizer's parameters, flattened over its groups in order.
+        """
+
+    def load_optimizer_state(self, checkpoint: dict[str, Any]) -> None:
+        """Turn what :meth:`save_optimizer_state` wrote back into this rank's layout (before restore)."""
+
+
+def optimizer_state_of(checkpoint: dict[str, Any], index: int) -> dict[str, Any] | None:
+    """The first optimizer's state entry for flattened parameter ``index`` (None if absent)."""
+    states = checkpoint.get("optimizer_states")
+    if not states:
+        return None
+    return states[0]["state"].get(index)
