@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fr_lightning.data.synthetic.banks import _noise_bank, _scene_bank
+from fr_lightning.data.synthetic.colour import jitter_colours
 from fr_lightning.data.synthetic.constants import TEMPLATE_112
 from fr_lightning.data.synthetic.drawing import DrawingMixin
 from fr_lightning.data.synthetic.geometry import GeometryMixin
@@ -47,6 +48,9 @@ class FaceRenderer(IdentityMixin, NuisanceMixin, GeometryMixin, DrawingMixin):
         nuisance_scale: multiplies every nuisance strength (0 = clean, frontal, canonical faces).
         identity_scale: multiplies the spread of identity shape parameters (smaller = harder).
         nuisance: per-nuisance strengths (default :class:`Nuisance`).
+        colour_jitter: per-sample colour variation within an identity, in [0, 1] (0 = identity
+            colours fixed, the default; 1 = skin, hair and iris colour drawn per sample, so
+            identity lives in shape and fine detail; see :mod:`.colour`).
     """
 
     def __init__(
@@ -59,6 +63,7 @@ class FaceRenderer(IdentityMixin, NuisanceMixin, GeometryMixin, DrawingMixin):
         nuisance_scale: float = 1.0,
         identity_scale: float = 1.0,
         nuisance: Nuisance | None = None,
+        colour_jitter: float = 0.0,
     ) -> None:
         if image_size < 16:
             raise ValueError(f"image_size must be >= 16, got {image_size}")
@@ -67,6 +72,8 @@ class FaceRenderer(IdentityMixin, NuisanceMixin, GeometryMixin, DrawingMixin):
             raise ValueError(f"group_probs must be 4 non-negative numbers, got {group_probs}")
         if not 0.0 <= max_yaw <= 89.0:
             raise ValueError(f"max_yaw must be in [0, 89], got {max_yaw}")
+        if not 0.0 <= colour_jitter <= 1.0:
+            raise ValueError(f"colour_jitter must be in [0, 1], got {colour_jitter}")
         self.seed = int(seed)
         self.image_size = int(image_size)
         self.group_probs = tuple(float(p) for p in probs / probs.sum())
@@ -75,6 +82,7 @@ class FaceRenderer(IdentityMixin, NuisanceMixin, GeometryMixin, DrawingMixin):
         self.nuisance_scale = float(nuisance_scale)
         self.identity_scale = float(identity_scale)
         self.nuisance = nuisance if nuisance is not None else Nuisance()
+        self.colour_jitter = float(colour_jitter)
         self._group_cum = np.cumsum(self.group_probs)
         self._template = TEMPLATE_112.astype(np.float64) * (self.image_size / 112.0)
         # Build the banks now rather than in the first render; they are cached per image size
@@ -121,6 +129,8 @@ class FaceRenderer(IdentityMixin, NuisanceMixin, GeometryMixin, DrawingMixin):
         if n == 0:
             return RenderedBatch(images, ids, np.zeros((0, 5, 2), np.float32), np.zeros((0, 3), np.float32), groups)
         idp = self._identity(ids, groups)
+        if self.colour_jitter > 0.0:
+            idp = jitter_colours(idp, self.seed, ids, idx, self.colour_jitter)
         nup = self._nuisance(ids, idx)
         if yaw is not None:
             nup["yaw"] = np.broadcast_to(np.asarray(yaw, np.float64), ids.shape).copy()

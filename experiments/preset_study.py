@@ -1,0 +1,139 @@
+"""Shared plumbing of the preset studies: build `fr fit` arguments with YAML, run in-process, tabulate.
+
+Each study (``experiments/lowres_preset.py``, ...) trains a baseline and the method's variants
+with the same data, budget and seeds on one difficulty preset, and reports mean ± population
+std over seeds and the gain over the baseline paired by seed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "experiments" / "out"
+
+
+def flow(value: Any) -> str:
+    """``value`` as one-line YAML (what a ``--key=value`` argument of ``fr fit`` takes)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+
+
+def pairs_entry(name: str, kind: str, pairs: int, set_seed: int, preset: str | None, **extra: Any) -> dict[str, Any]:
+    """A ``SyntheticPairs`` entry of ``data.val_sets``."""
+    init = {"name": name, "kind": kind, "pairs": pairs, "set_seed": set_seed, "preset": preset, **extra}
+    return {"class_path": "fr_lightning.data.SyntheticPairs", "init_args": init}
+
+
+def data_args(
+    preset: str | None,
+    identities: int,
+    per_identity: int,
+    val_sets: Sequence[Mapping[str, Any]],
+    batch_size: int,
+    image_size: int | None = None,
+    label_noise: float | None = None,
+    train_extra: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """`fr fit` overrides of the data: a preset `SyntheticSource`, its verification sets, batch size."""
+    train = {"num_identities": identities, "samples_per_identity": per_identity, "preset": preset, **(train_extra or {})}
+    args = [
+        f"--data.init_args.train={flow({'class_path': 'fr_lightning.data.SyntheticSource', 'init_args': train})}",
+        f"--data.init_args.val_sets={flow(list(val_sets))}",
+        f"--data.init_args.batch_size={batch_size}",
+        "--data.init_args.num_workers=0",
+    ]
+    if image_size is not None:
+        args.append(f"--data.init_args.image_size={image_size}")
+        args.append(f"--model.init_args.backbone.init_args.input_size={image_size}")
+    if label_noise is not None:
+        args.append(f"--data.init_args.label_noise={label_noise}")
+    return args
+
+
+def trainer_args(epochs: int, callbacks: Sequence[Mapping[str, Any]], val_every: int | None = None) -> list[str]:
+    """`fr fit` overrides of the trainer: epochs, validation cadence, callbacks; no logger or checkpoints."""
+    return [
+        f"--trainer.max_epochs={epochs}",
+        f"--trainer.check_val_every_n_epoch={val_every or epochs}",
+        f"--trainer.callbacks={flow(list(callbacks))}",
+        "--trainer.logger=false",
+        "--trainer.enable_checkpointing=false",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+    ]
+
+
+def fit(name: str, args: Sequence[str], seed: int, out_dir: Path) -> dict[str, float]:
+    """Run ``fr fit args --seed_everything=seed`` in this process; final scalar metrics plus ``wall_s``.
+
+    Results are cached in ``out_dir/runs/<name>-s<seed>.json`` so an interrupted study resumes.
+    """
+    cache = out_dir / "runs" / f"{name}-s{seed}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    from fr_lightning.cli import cli_main
+
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    work = out_dir / "work" / f"{name}-s{seed}"
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("WANDB_MODE", "offline")
+    start, cwd = time.time(), os.getcwd()
+    os.chdir(work)
+    try:
+        cli = cli_main(["fit", *args, f"--seed_everything={seed}"])
+    finally:
+        os.chdir(cwd)
+    metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if v.numel() == 1}
+    metrics["wall_s"] = time.time() - start
+    cache.write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+def mean_std(values: Sequence[float], scale: float = 100.0) -> str:
+    """``mean ± std`` (population std), scaled (percent by default), two decimals."""
+    arr = scale * np.asarray(values, dtype=float)
+    return f"{arr.mean():.2f} ± {arr.std():.2f}"
+
+
+def paired_gain(runs: Sequence[Mapping[str, float]], base: Sequence[Mapping[str, float]], key: str) -> str:
+    """Mean ± std over seeds of (variant − baseline) for ``key``, in points; ``n/a`` if missing."""
+    diff = [100.0 * (r[key] - b[key]) for r, b in zip(runs, base) if key in r and key in b]
+    if not diff:
+        return "n/a"
+    arr = np.asarray(diff)
+    return f"{arr.mean():+.2f} ± {arr.std():.2f} (min {arr.min():+.2f})"
+
+
+def table(results: Mapping[str, Sequence[Mapping[str, float]]], columns: Mapping[str, str]) -> list[str]:
+    """Markdown rows: one per variant, one column per metric (mean ± std over seeds, in %)."""
+    rows = ["| variant | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for variant, runs in results.items():
+        cells = [mean_std([r[k] for r in runs if k in r]) if any(k in r for r in runs) else "n/a" for k in columns.values()]
+        rows.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def gain_table(results: Mapping[str, Sequence[Mapping[str, float]]], columns: Mapping[str, str], baseline: str = "baseline") -> list[str]:
+    """Markdown rows of the paired gains over ``baseline`` (points, mean ± std and the worst seed)."""
+    rows = ["| variant | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for variant, runs in results.items():
+        if variant != baseline:
+            rows.append(f"| {variant} | " + " | ".join(paired_gain(runs, results[baseline], k) for k in columns.values()) + " |")
+    return rows
+
+
+def save(study: str, out_dir: Path, results: Mapping[str, Any], lines: Sequence[str]) -> None:
+    """Write ``<out_dir>/<study>.json`` (raw per-seed metrics) and ``<study>.md`` (tables), print the tables."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{study}.json").write_text(json.dumps(results, indent=1))
+    text = "\n".join(lines)
+    (out_dir / f"{study}.md").write_text(text + "\n")
+    print(text, flush=True)
