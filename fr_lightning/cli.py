@@ -37,6 +37,9 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint  # 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback  # noqa: E402
 
 from fr_lightning.callbacks import NanGuard  # noqa: E402
+from fr_lightning.tracking import FaceWandbLogger, RunStatus, recipe_name, run_config, run_tags  # noqa: E402
+from fr_lightning.tracking.exit_codes import EXIT_PREEMPTED  # noqa: E402
+from fr_lightning.tracking.preemption import Preempted  # noqa: E402
 from fr_lightning.tools.config_errors import config_files, locate  # noqa: E402
 from fr_lightning.utils.rundir import run_dir  # noqa: E402
 
@@ -78,7 +81,7 @@ class WandbNotice(pl.Callback):
         if not trainer.is_global_zero or os.environ.get("WANDB_MODE") != "offline":
             return
         for logger in trainer.loggers:
-            experiment = getattr(logger, "experiment", None)
+            experiment = getattr(logger, "_experiment", None)  # never create a run here
             directory = getattr(experiment, "dir", None)
             if isinstance(directory, str) and directory:
                 print(f"\nW&B logged offline to {Path(directory).parent}\n  upload it with: wandb sync {Path(directory).parent}")
@@ -106,7 +109,35 @@ class FaceCLI(LightningCLI):
         """``--trainer.enable_checkpointing=false`` also removes the always-on checkpoint callback."""
         if config.get("enable_checkpointing") is False:
             callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
-        return super()._instantiate_trainer(config, callbacks)
+        return super()._instantiate_trainer(config, [*callbacks, RunStatus()])
+
+    def before_instantiate_classes(self) -> None:
+        """A stock ``WandbLogger`` in a config becomes :class:`FaceWandbLogger` (same arguments, plus
+        naming and a clean finish)."""
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        loggers = config.get("trainer.logger")
+        for entry in loggers if isinstance(loggers, list) else [loggers]:
+            if getattr(entry, "class_path", None) == "lightning.pytorch.loggers.WandbLogger":
+                entry.class_path = "fr_lightning.tracking.FaceWandbLogger"
+
+    def instantiate_classes(self) -> None:
+        """Instantiate, then name, group, tag and configure the W&B run before it is created."""
+        super().instantiate_classes()
+        self.describe_run()
+
+    def describe_run(self) -> None:
+        """Hand the resolved config, recipe, methods and tags to the W&B logger(s)."""
+        from fr_lightning.methods.base import Method
+
+        loggers = [lg for lg in self.trainer.loggers if isinstance(lg, FaceWandbLogger)]
+        if not loggers:
+            return
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        resolved = config.as_dict()
+        methods = [cb.name for cb in self.trainer.callbacks if isinstance(cb, Method)]
+        recipe = recipe_name(resolved.get("config"))
+        for logger in loggers:
+            logger.describe(run_config(resolved, methods, recipe), recipe, run_tags(resolved, methods), job_type=self.subcommand or "fit")
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -130,7 +161,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> FaceCLI:
         seed_everything_default=0,
         trainer_defaults={
             "logger": {
-                "class_path": "lightning.pytorch.loggers.WandbLogger",
+                "class_path": "fr_lightning.tracking.FaceWandbLogger",
                 "init_args": {"project": "fr-lightning", "save_dir": "runs"},
             },
             "default_root_dir": "runs",
@@ -172,9 +203,14 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         cli_main(None if argv == sys.argv[1:] else argv)
+    except Preempted as stop:
+        print(f"fr: {stop}", file=sys.stderr)
+        raise SystemExit(EXIT_PREEMPTED) from None
     except SystemExit as stop:
         if argv and argv[0] in ("-h", "--help") and stop.code in (0, None):
             _print_subcommands()
+        if stop.code == 1 and RunStatus.last_exit_code:  # Lightning turns Ctrl-C into sys.exit(1)
+            raise SystemExit(RunStatus.last_exit_code) from None
         raise
 
 

@@ -383,3 +383,42 @@ def test_plots_write_png(tmp_path: Path) -> None:
 
     if "matplotlib.pyplot" in sys.modules:  # nothing left open in pyplot's registry
         assert sys.modules["matplotlib.pyplot"].get_fignums() == []
+
+
+def test_best_cosine_threshold_against_brute_force() -> None:
+    from fr_lightning.eval.report import best_cosine_threshold
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = int(rng.integers(2, 60))
+        scores = np.round(rng.uniform(-1, 1, n), 1)  # many ties
+        same = rng.random(n) < 0.5
+        t = best_cosine_threshold(scores, same)
+        acc = ((scores >= t) == same).mean()
+        brute = max(((scores >= c) == same).mean() for c in np.r_[scores, 2.0])
+        assert acc == pytest.approx(brute)
+        assert not np.any(scores == t)  # never on a score: ">=" and ">" agree
+    assert best_cosine_threshold(np.array([0.9, 0.8, 0.1]), np.array([True, True, False])) == pytest.approx(0.45)
+
+
+def test_verification_json_format(tmp_path: Path) -> None:
+    import json
+
+    from fr_lightning.eval.report import set_report, table_rows, write_verification_json
+
+    metrics = {"acc": 0.9, "acc_std": 0.01, "tar@far=1e-3": 0.5, "auc": 0.95, "val": 0.4}
+    report = set_report(metrics, 0.3)
+    path = write_verification_json(tmp_path / "run" / "verification.json", {"lfw": report})
+    data = json.loads(path.read_text())
+    assert data == {"lfw": {"acc": pytest.approx(90.0), "acc_std": pytest.approx(1.0), "threshold": 0.3, "tar@far=1e-3": 50.0, "auc": 0.95}}
+    assert not list(path.parent.glob(".*tmp*"))  # the temporary file was renamed
+    assert table_rows({"lfw": report})[0][:4] == ["lfw", pytest.approx(90.0), pytest.approx(1.0), "90.00 ± 1.00"]
+
+
+def test_roc_points_resample_on_log_far() -> None:
+    from fr_lightning.tracking.media import roc_points
+
+    fpr, tpr, _ = roc_curve(np.array([0.9, 0.8, 0.7, 0.1]), np.array([True, False, True, False]))
+    x, y = roc_points(fpr, tpr, n=7, lowest=1e-6)
+    assert np.allclose(x, np.linspace(-6, 0, 7))
+    assert list(y) == [0.5] * 6 + [1.0]  # TAR 0.5 until FAR reaches 0.5, then 1

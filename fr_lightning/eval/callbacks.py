@@ -12,8 +12,22 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from fr_lightning.eval.plots import roc_plot
-from fr_lightning.utils.rundir import run_dir
+from fr_lightning.eval.report import TABLE_COLUMNS, best_cosine_threshold, set_report, table_rows, write_verification_json
 from fr_lightning.eval.verification import evaluate_pairs, l2_normalize, pair_scores, roc_curve
+from fr_lightning.tracking.media import line_chart, log_to_wandb, roc_points, update_summary, wandb_runs
+from fr_lightning.utils.rundir import run_dir
+
+#: Metrics of every set that are logged (``val@far=1e-3`` is logged for ``val``).
+LOGGED_KEYS: tuple[str, ...] = ("acc", "acc_std", "val", "far", "tar@far=1e-4", "tar@far=1e-3", "tar@far=1e-2", "auc", "embedding_norm")
+
+
+def log_replicated(pl_module: pl.LightningModule, name: str, value: float) -> None:
+    """Log a metric every rank computed identically (from gathered embeddings, or broadcast).
+
+    ``sync_dist=True`` with ``rank_zero_only=True`` tells Lightning the value needs no reduction:
+    no collective runs, and no "use sync_dist=True" warning is printed under DDP.
+    """
+    pl_module.log(name, float(value), add_dataloader_idx=False, sync_dist=True, rank_zero_only=True)
 
 
 def log_image(trainer: pl.Trainer, key: str, path: Path) -> None:
@@ -52,6 +66,13 @@ class VerificationCallback(pl.Callback):
     ``embedding_norm``; saves a ROC plot of all sets. Under DDP each rank embeds its share;
     embeddings are gathered and re-ordered by index so the protocol sees every pair once.
 
+    On rank 0 after each validation it also writes ``<run dir>/verification.json`` (per set:
+    ``acc``, ``acc_std``, TAR@FAR in %, ``auc``, and ``threshold``, the cosine similarity with the
+    best accuracy over all pairs; "same" iff ``cos >= threshold``) and, with W&B, a
+    ``<stage>/verification`` table, a native ``<stage>/roc_chart`` line chart, and the best
+    values so far in ``run.summary`` as ``best/val/<set>/<metric>`` (the final values are the
+    summary's ``val/<set>/<metric>``).
+
     Args:
         plots: save (and log to W&B) a ROC plot after each evaluation.
     """
@@ -64,6 +85,14 @@ class VerificationCallback(pl.Callback):
         self.results: dict[str, dict[str, float]] = {}
         #: Last gathered, L2-normalised embeddings per set (for extra reports such as per-yaw accuracy).
         self.embeddings: dict[str, np.ndarray] = {}
+        #: Best validation report per set so far (``verification.json`` entries plus ``step``).
+        self.best: dict[str, dict[str, float]] = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best = dict(state_dict.get("best", {}))
 
     def _reset(self) -> None:
         self._emb, self._idx = {}, {}
@@ -108,7 +137,7 @@ class VerificationCallback(pl.Callback):
         return out
 
     def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prefix: str, sets: list) -> None:
-        curves = {}
+        curves, reports = {}, {}
         for k, pairs in enumerate(sets):
             if k not in self._emb:
                 continue
@@ -120,16 +149,45 @@ class VerificationCallback(pl.Callback):
             metrics["embedding_norm"] = float(np.linalg.norm(raw, axis=1).mean())
             self.results[pairs.name] = metrics
             self.embeddings[pairs.name] = l2_normalize(raw)
-            for key in ("acc", "acc_std", "val", "far", "tar@far=1e-4", "tar@far=1e-3", "tar@far=1e-2", "auc", "embedding_norm"):
+            for key in LOGGED_KEYS:
                 if key in metrics:
-                    name = "val@far=1e-3" if key == "val" else key
-                    pl_module.log(f"{prefix}/{pairs.name}/{name}", float(metrics[key]), add_dataloader_idx=False, sync_dist=False)
-            fpr, tpr, _ = roc_curve(pair_scores(raw), pairs.issame)
+                    log_replicated(pl_module, f"{prefix}/{pairs.name}/{'val@far=1e-3' if key == 'val' else key}", metrics[key])
+            scores = pair_scores(raw)
+            fpr, tpr, _ = roc_curve(scores, pairs.issame)
             curves[pairs.name] = (fpr, tpr)
+            reports[pairs.name] = set_report(metrics, best_cosine_threshold(scores, pairs.issame))
         self._reset()
-        if trainer.is_global_zero and self.results and not trainer.sanity_checking:
-            print(summary_table(prefix, {k: v for k, v in self.results.items() if k in curves}, trainer.global_step))
-        if self.plots and curves and trainer.is_global_zero and not trainer.fast_dev_run:
+        if not trainer.is_global_zero or trainer.sanity_checking or not reports:
+            return
+        print(summary_table(prefix, {k: v for k, v in self.results.items() if k in curves}, trainer.global_step))
+        if prefix == "val" and not trainer.fast_dev_run:
+            write_verification_json(run_dir(trainer) / "verification.json", reports)
+        self._report_to_wandb(trainer, prefix, reports, curves)
+        if self.plots and not trainer.fast_dev_run:
             path = run_dir(trainer) / "plots" / f"{prefix}_roc_step{trainer.global_step}.png"
             roc_plot(curves, path)
             log_image(trainer, f"{prefix}/roc", path)
+
+    def _report_to_wandb(self, trainer: pl.Trainer, prefix: str, reports: dict, curves: dict) -> None:
+        """The per-set table, a native ROC chart and best-so-far summary values (W&B only)."""
+        if prefix == "val":
+            for name, report in reports.items():
+                if name not in self.best or report["acc"] > self.best[name]["acc"]:
+                    self.best[name] = {**report, "step": float(trainer.global_step)}
+        if not wandb_runs(trainer):
+            return
+        import wandb
+
+        if prefix == "val":
+            update_summary(trainer, {f"best/val/{n}/{k}": v for n, r in self.best.items() for k, v in r.items()})
+        update_summary(trainer, {f"{prefix}/{n}/threshold_cos": r["threshold"] for n, r in reports.items()})
+        points = {name: roc_points(fpr, tpr) for name, (fpr, tpr) in curves.items()}
+        log_to_wandb(
+            trainer,
+            {
+                f"{prefix}/verification": wandb.Table(columns=TABLE_COLUMNS, data=table_rows(reports)),
+                f"{prefix}/roc_chart": line_chart(
+                    [x for x, _ in points.values()], [y for _, y in points.values()], list(points), title=f"{prefix} ROC", xname="log10 FAR"
+                ),
+            },
+        )

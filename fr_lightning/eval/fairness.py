@@ -20,9 +20,10 @@ from torch import Tensor
 from fr_lightning.backbones.base import FaceBackbone
 from fr_lightning.data.pairs import PairSet
 from fr_lightning.data.transforms import normalize_images
-from fr_lightning.eval.callbacks import VerificationCallback, log_image, run_after_verification
+from fr_lightning.eval.callbacks import VerificationCallback, log_image, log_replicated, run_after_verification
 from fr_lightning.eval.plots import bar_plot
 from fr_lightning.functional.gabn import gradient_attention_map
+from fr_lightning.tracking.media import bar_chart, log_to_wandb, wandb_runs
 from fr_lightning.utils.rundir import run_dir
 
 __all__ = ["FairnessEvaluation", "attention_overlays", "embedding_attention", "fairness_summary", "find_group_sets"]
@@ -114,7 +115,8 @@ class FairnessEvaluation(pl.Callback):
 
     The model adds one automatically; it stays silent unless at least two per-group sets exist
     (see :func:`find_group_sets`). Reads the accuracies the :class:`VerificationCallback` just
-    computed; saves a bar chart ``<run>/plots/val_fairness_step<N>.png`` and a grid of gradient
+    computed; saves a bar chart ``<run>/plots/val_fairness_step<N>.png`` (and a native W&B bar chart
+    ``val/fairness_chart``) and a grid of gradient
     attention overlays for the first ``overlays`` faces of each group
     ``<run>/plots/val_gam_step<N>.png`` (both also sent to W&B).
 
@@ -153,9 +155,12 @@ class FairnessEvaluation(pl.Callback):
         self.accuracies = {p.name: float(verifier.results[p.name]["acc"]) for p in groups}
         self.summary = fairness_summary(self.accuracies)
         for key, value in self.summary.items():
-            pl_module.log(f"val/fairness/{key}", value, add_dataloader_idx=False, sync_dist=False)
+            log_replicated(pl_module, f"val/fairness/{key}", value)
         if not trainer.is_global_zero or trainer.fast_dev_run:
             return
+        if wandb_runs(trainer):
+            chart = bar_chart({k: 100 * v for k, v in self.accuracies.items()}, "group", "accuracy (%)", "accuracy per group")
+            log_to_wandb(trainer, {"val/fairness_chart": chart})
         plots = run_dir(trainer) / "plots"
         if self.plot:
             path = bar_plot(

@@ -28,10 +28,11 @@ from torch import Tensor
 
 from fr_lightning.data.pairs import PairSet
 from fr_lightning.data.transforms import normalize_images
-from fr_lightning.eval.callbacks import log_image
+from fr_lightning.eval.callbacks import log_image, log_replicated
 from fr_lightning.eval.plots import line_plot
 from fr_lightning.eval.verification import evaluate_pairs, l2_normalize
 from fr_lightning.functional.lowres import degrade_uint8, scale_sizes
+from fr_lightning.tracking.media import line_chart, log_to_wandb, wandb_runs
 from fr_lightning.utils.rundir import run_dir
 
 #: Embeds a float image batch ``[B, 3, H, W]`` (normalised) into ``[B, D]``.
@@ -177,7 +178,8 @@ class LowResEvaluation(pl.Callback):
     identities and the probes ``id_probes`` other renders; for any other set (a ``.bin``) it is
     built from the same-identity pairs (first image = gallery, second = probe), which counts a
     match to another image of the same person as an error when a person appears in several pairs
-    (a lower bound). A PNG of both curves goes to ``<run>/plots/`` and to W&B.
+    (a lower bound). A PNG of both curves goes to ``<run>/plots/`` and to W&B, with a native
+    W&B line chart ``<stage>/lowres_chart``.
 
     Sizes follow :class:`fr_lightning.methods.MultiResolution`'s convention: given at a
     ``sizes_relative_to``-px reference and scaled to the evaluated image size, so ``@8`` names the
@@ -324,9 +326,13 @@ class LowResEvaluation(pl.Callback):
         self.results = results
         for metric, values in results.items():
             for size, value in values.items():
-                pl_module.log(f"{prefix}/{prefix_name}@{size_label(size)}/{metric}", float(value), add_dataloader_idx=False, sync_dist=False)
+                log_replicated(pl_module, f"{prefix}/{prefix_name}@{size_label(size)}/{metric}", value)
         if trainer.is_global_zero:
             print(self.summary(prefix, trainer.global_step, found[0].name))
+            if results and wandb_runs(trainer):
+                x, series = self.curve()
+                chart = line_chart([x] * len(series), list(series.values()), list(series), f"{prefix_name}: accuracy vs probe resolution", "probe px")
+                log_to_wandb(trainer, {f"{prefix}/lowres_chart": chart})
             if self.plot and not trainer.fast_dev_run:
                 path = self.plot_curve(run_dir(trainer) / "plots" / f"{prefix}_lowres_step{trainer.global_step}.png", found[0].name)
                 log_image(trainer, f"{prefix}/lowres_curve", path)
@@ -340,12 +346,16 @@ class LowResEvaluation(pl.Callback):
         ]
         return "\n".join([head, cols, *rows])
 
-    def plot_curve(self, path: str | Path, set_name: str) -> Path:
-        """Accuracy (and rank-1) against probe resolution; full resolution drawn at the reference size."""
+    def curve(self) -> tuple[list[int], dict[str, list[float]]]:
+        """x (probe px; full resolution drawn at the reference size) and one series per metric."""
         full = self.sizes_relative_to or max(self.sizes) * 2
         order = sorted(self.sizes, key=lambda s: s or full)
-        x = [s or full for s in order]
+        return [s or full for s in order], {m: [self.results[m][s] for s in order] for m in self.results}
+
+    def plot_curve(self, path: str | Path, set_name: str) -> Path:
+        """Accuracy (and rank-1) against probe resolution; full resolution drawn at the reference size."""
+        x, curves = self.curve()
         labels = {"acc": f"verification accuracy ({set_name})", "rank1": "rank-1 identification"}
-        series = {labels[m]: [self.results[m][s] for s in order] for m in self.results}
+        series = {labels[m]: ys for m, ys in curves.items()}
         unit = f"px at {self.sizes_relative_to}-px crops" if self.sizes_relative_to else "px"
         return line_plot(x, series, path, title=f"{self.metric_prefix(set_name)}: accuracy vs probe resolution", xlabel=f"probe resolution ({unit}; rightmost = full)", ylabel="accuracy")

@@ -14,9 +14,10 @@ import lightning.pytorch as pl
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_info
 
-from fr_lightning.eval.callbacks import VerificationCallback, log_image, run_after_verification
+from fr_lightning.eval.callbacks import VerificationCallback, log_image, log_replicated, run_after_verification
 from fr_lightning.eval.plots import bar_plot
 from fr_lightning.eval.verification import ACC_THRESHOLDS, fold_slices, l2_normalize
+from fr_lightning.tracking.media import bar_chart, log_to_wandb, wandb_runs
 from fr_lightning.utils.rundir import run_dir
 
 __all__ = ["PoseEvaluation", "accuracy_by_bin", "bin_label", "pair_decisions"]
@@ -74,7 +75,7 @@ class PoseEvaluation(pl.Callback):
     Reads the flip-test embeddings the :class:`VerificationCallback` kept for ``set_name`` and the
     set's ``meta["yaw"]`` (|yaw| of the profile side of each pair, from the synthetic
     ``cross_pose`` sets); saves a bar plot ``<run>/plots/val_pose_step<N>.png`` (also sent to
-    W&B). A set without yaw meta (a real CFP-FP ``.bin``) gets no extra metrics; this is said
+    W&B, with a native W&B bar chart ``val/pose_chart``). A set without yaw meta (a real CFP-FP ``.bin``) gets no extra metrics; this is said
     once. Empty bins are not logged (``synth-cfpfp`` profiles have |yaw| in [55°, max_yaw]).
 
     Because the model adds the verification callback after the trainer's own callbacks, this
@@ -123,7 +124,10 @@ class PoseEvaluation(pl.Callback):
         self._last = emb
         self.results = accuracy_by_bin(pair_decisions(emb, pairs.issame), np.abs(yaw), self.bins)
         for label, (acc, _) in self.results.items():
-            pl_module.log(f"val/{self.set_name}/acc@yaw{label}", acc, add_dataloader_idx=False, sync_dist=False)
+            log_replicated(pl_module, f"val/{self.set_name}/acc@yaw{label}", acc)
+        if self.results and wandb_runs(trainer):
+            chart = bar_chart({label: acc for label, (acc, _) in self.results.items()}, "|yaw| bin (deg)", "accuracy", f"{self.set_name}: accuracy per |yaw|")
+            log_to_wandb(trainer, {"val/pose_chart": chart})
         if self.plot and self.results and trainer.is_global_zero and not trainer.fast_dev_run:
             path = run_dir(trainer) / "plots" / f"val_pose_step{trainer.global_step}.png"
             values = {f"{label}° (n={n})": acc for label, (acc, n) in self.results.items()}

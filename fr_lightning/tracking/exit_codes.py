@@ -1,0 +1,47 @@
+"""Exit codes of ``fr`` runs, and the callback that records why a run stopped."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PREEMPTED", "RunStatus", "exit_code_for"]
+
+#: Training (or evaluation) finished.
+EXIT_OK = 0
+#: An exception stopped the run (including the NaN guard's ``NonFiniteTrainingError``).
+EXIT_FAILED = 1
+#: Ctrl-C (128 + SIGINT, the shell's convention).
+EXIT_INTERRUPTED = 130
+#: SIGTERM / SIGUSR1 preemption: a checkpoint was saved and the run can be resumed (requeue it).
+EXIT_PREEMPTED = 99
+
+
+def exit_code_for(exception: BaseException) -> int:
+    """The exit code a run stopped by ``exception`` reports."""
+    from fr_lightning.tracking.preemption import Preempted
+
+    if isinstance(exception, Preempted):
+        return EXIT_PREEMPTED
+    if isinstance(exception, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(exception, SystemExit):
+        return exception.code if isinstance(exception.code, int) else EXIT_FAILED
+    return EXIT_FAILED
+
+
+class RunStatus(pl.Callback):
+    """Records the exit code of a failed run on the W&B logger before Lightning finalizes it.
+
+    The ``fr`` command adds it to every trainer; ``last_exit_code`` is what ``fr`` exits with
+    after Lightning turned a Ctrl-C into ``sys.exit(1)``.
+    """
+
+    #: Exit code of the last run stopped by an exception in this process (None: none stopped).
+    last_exit_code: int | None = None
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        code = exit_code_for(exception)
+        RunStatus.last_exit_code = code
+        for logger in trainer.loggers:
+            if hasattr(logger, "exit_code"):
+                logger.exit_code = code
