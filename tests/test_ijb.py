@@ -10,15 +10,16 @@ import pytest
 from fr_lightning.data import DataFormatError
 from fr_lightning.eval.ijb import identify_open_set, insightface_roc, load_ijb, tar_table, template_pair_scores, verify_templates
 from fr_lightning.eval.ijb.features import AlignedImages, FeatureCache, extract_features
-from fr_lightning.eval.synth_ijb import write_synthetic_ijb
 
 FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from fr_lightning.tools.data_cli import main as data_main
+
     root = tmp_path_factory.mktemp("ijbc")
-    write_synthetic_ijb(root, subjects=10, impostor_ratio=8, seed=3)
+    data_main(["synth-ijb", str(root), "--subjects", "10", "--impostor-ratio", "8", "--seed", "3"])  # fr data synth-ijb
     return root
 
 
@@ -164,6 +165,7 @@ def test_open_set_identification_equals_loop_reference() -> None:
 def test_synthetic_layout(synth: Path) -> None:
     ijb = load_ijb(synth)
     assert ijb.target == "ijbc" and set(ijb.galleries) == {"G1", "G2"}
+    assert len(set(ijb.templates.tolist())) == len(ijb.probes.templates) + 10  # 1:1 templates + one gallery template per subject
     media_per_template = {t: len(set(ijb.medias[ijb.templates == t].tolist())) for t in set(ijb.templates.tolist())}
     assert max(media_per_template.values()) >= 3
     import cv2

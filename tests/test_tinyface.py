@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 
 from fr_lightning.data import DataFormatError
-from fr_lightning.eval.synth_tinyface import write_synthetic_tinyface
 from fr_lightning.eval.tinyface import load_tinyface, rank_accuracy
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from fr_lightning.tools.data_cli import main as data_main
+
     root = tmp_path_factory.mktemp("tinyface")
-    write_synthetic_tinyface(root, identities=12, probes_per_identity=2, matches_per_identity=1, distractors=30, seed=1)
+    data_main(["synth-tinyface", str(root), "--identities", "12", "--distractors", "30", "--seed", "1"])  # fr data synth-tinyface
     return root
 
 

@@ -390,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("landmarks", type=Path, help="text file: 'relative/path x1 y1 ... x5 y5' per image")
     p.add_argument("out", type=Path)
     p.add_argument("--size", type=int, default=112)
+    from fr_lightning.eval.synth_cli import add_parsers as add_eval_set_parsers  # synth-ijb, synth-tinyface
+
+    add_eval_set_parsers(sub)
     return parser
 
 
@@ -417,6 +420,8 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "align":
             n = align(args.src, args.landmarks, args.out, args.size)
             _say(f"aligned {n} images into {args.out}")
+        elif hasattr(args, "run"):  # sub-parsers added by other modules carry their own function
+            _say(args.run(args))
     except (DataFormatError, FileNotFoundError, ValueError) as exc:
         print(f"fr data {args.command}: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -156,7 +156,7 @@ def insightface_roc(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, n
         raise ValueError(f"{s.shape[0]} scores for {y.shape[0]} labels")
     if y.all() or not y.any():
         raise ValueError("the ROC needs both genuine (label 1) and impostor (label 0) pairs")
-    order = np.argsort(-s, kind="stable")
+    order = np.argsort(s)[::-1]  # order inside a run of tied scores does not matter: runs are counted whole
     s, y = s[order], y[order]
     ends = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
     tps = np.cumsum(y)[ends]
