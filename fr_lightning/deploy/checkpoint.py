@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 __all__ = ["LoadedModel", "find_run_config", "load_model", "read_config"]
@@ -62,15 +61,15 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_config(paths: Sequence[str | Path]) -> dict[str, Any]:
-    """Read and merge YAML config files in order (like repeated ``--config``)."""
-    merged: dict[str, Any] = {}
+    """Read and merge config files in order, as repeated ``fr fit --config`` composes them
+    (``extends`` expanded, ``trainer.callbacks`` appended; :mod:`fr_lightning.tools.config_compose`)."""
+    from fr_lightning.tools.config_compose import compose_files
+
     for p in paths:
-        path = Path(p)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a YAML mapping with a 'model' section")
+        if not Path(p).is_file():
+            raise FileNotFoundError(f"config file {p} does not exist")
+    merged: dict[str, Any] = {}
+    for _, data in compose_files(list(paths)):
         merged = _merge(merged, data)
     return merged
 
