@@ -1,4 +1,4 @@
-"""Noisy-label co-teaching (METHODS.md §6) vs plain ArcFace on the synthetic faces: same network, data, schedule and budget.
+"""Noisy-label co-teaching (docs/methods.md) vs plain ArcFace on the synthetic faces: same network, data, schedule and budget.
 
     python experiments/noisy.py                    # 4 noise settings x 3 variants x 3 seeds
     python experiments/noisy.py --epochs 1 --identities 16 --per-identity 4 --batch-size 16 --pairs 40 --ramp 2 --seeds 0 --noise sym40   # smoke check
@@ -12,7 +12,9 @@ the noise changed:
 * `ct-batch` — `CoTeaching(mode=batch)`: rank within each batch;
 * `ct-epoch` — `CoTeaching(mode=epoch)`: rank the whole set once per epoch.
 
-Forget rate τ = the noise rate (τ/2 for pair-flip), ramped linearly over `--ramp` steps.
+Forget rate τ = the noise rate (τ/2 for pair-flip), on the MDA authors' schedule over `--ramp`
+steps: R = linspace(0, τ, T_k)[s + 1] at 0-based step s, so τ from step T_k − 2 on (run tags end
+in `-mda`; earlier runs used a linear ramp from zero).
 "Same budget" = same images, steps and epochs (co-teaching trains a second network and runs a
 no-grad scoring pass, so it costs more wall time; the table reports it). Metrics: clean-pair
 `synth-lfw` verification accuracy and the epoch-mean precision / recall of the selected set
@@ -69,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     recipe = ["--config", str(ROOT / "recipes" / "coteaching.yaml")]
     budget = budget_args(args.epochs, args.identities, args.per_identity, args.pairs, batch_size=args.batch_size)
-    tag = f"e{args.epochs}-i{args.identities}x{args.per_identity}-b{args.batch_size}-p{args.pairs}-r{args.ramp}"
+    tag = f"e{args.epochs}-i{args.identities}x{args.per_identity}-b{args.batch_size}-p{args.pairs}-r{args.ramp}-mda"
     results: dict[str, list[dict[str, float]]] = {f"{n}/{v}": [] for n in args.noise for v in args.variants}
     for seed in args.seeds:  # seed-major: every cell of a seed is done before the next seed
         for noise in args.noise:

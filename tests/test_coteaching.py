@@ -1,4 +1,4 @@
-"""Co-teaching (METHODS.md §6): label noise, functional core, selection on flipped images, fit/resume."""
+"""Co-teaching (docs/methods.md): label noise, functional core, selection on flipped images, fit/resume."""
 
 from __future__ import annotations
 
@@ -75,11 +75,12 @@ def test_small_loss_mask_size_and_choice(b: int, rate: float) -> None:
 
 
 def test_forget_rate_schedule() -> None:
-    assert forget_rate(0, 0.4, 10) == 0.0
-    assert forget_rate(5, 0.4, 10) == pytest.approx(0.2)
-    assert forget_rate(10, 0.4, 10) == pytest.approx(0.4)
-    assert forget_rate(25, 0.4, 10) == pytest.approx(0.4)
-    assert forget_rate(0, 0.4, 0) == pytest.approx(0.4)
+    # The linear ramp from zero (the authors' default schedule: tests/test_noisy_schedule.py).
+    assert forget_rate(0, 0.4, 10, shape="linear") == 0.0
+    assert forget_rate(5, 0.4, 10, shape="linear") == pytest.approx(0.2)
+    assert forget_rate(10, 0.4, 10, shape="linear") == pytest.approx(0.4)
+    assert forget_rate(25, 0.4, 10, shape="linear") == pytest.approx(0.4)
+    assert forget_rate(0, 0.4, 0, shape="linear") == pytest.approx(0.4)
 
 
 def test_selection_score_and_agreement_against_hand_computation() -> None:
@@ -242,20 +243,70 @@ def test_peers_share_the_sampled_classes_of_partial_fc(tmp_path, sparse: bool) -
 
     module = tiny_module(num_classes=8, classifier=lambda d, c: PartialFC(d, c, sample_rate=0.5, sparse_grad=sparse))
     method = CoTeaching(forget_rate=0.25, ramp=0)
-    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
-    original = method.peer_forward
+    main_samples: list[torch.Tensor] = []  # peer 1's sample after each of its passes
+    peer_given: list[torch.Tensor | None] = []  # the sample peer 2 was told to use
 
-    def spy(mod, images, labels, index=None):  # type: ignore[no-untyped-def]
-        logits, loss = original(mod, images, labels, index)
-        assert index is not None  # both calls pass peer 1's sample
-        seen.append((mod.classifier.last_index.clone(), method.parts(mod)["classifier"].last_index.clone()))
-        return logits, loss
+    class _Spy(pl.Callback):
+        def on_train_start(self, trainer, pl_module) -> None:  # type: ignore[no-untyped-def]
+            pl_module.classifier.register_forward_hook(lambda m, a, o: main_samples.append(m.last_index.clone()))
+            peer = method.parts(pl_module)["classifier"]
+            peer.register_forward_pre_hook(lambda m, a, kw: peer_given.append(kw.get("index")), with_kwargs=True)
 
-    method.peer_forward = spy  # type: ignore[method-assign]
-    trainer = tiny_trainer(tmp_path, callbacks=[method], max_epochs=1, limit_train_batches=2, limit_val_batches=0)
+    trainer = tiny_trainer(tmp_path, callbacks=[method, _Spy()], max_epochs=1, limit_train_batches=2, limit_val_batches=0)
     trainer.fit(module, tiny_data())
     assert trainer.global_step == 2 and torch.isfinite(trainer.callback_metrics["train/loss"])
-    assert len(seen) == 4  # per step: the scoring pass, then peer 2's training forward
-    # Scoring pass: peer 2 reuses the sample peer 1 just drew (all positives + negatives, >= r*C).
-    for main, peer in seen[0::2]:
-        assert torch.equal(main, peer) and peer.numel() >= 4
+    # Per step: peer 1's training pass (sample A), both scoring passes (peer 1 draws B, peer 2
+    # reuses B), then peer 2's training pass reusing A.
+    assert len(main_samples) == 4 and len(peer_given) == 4
+    for step in range(2):
+        a, b = main_samples[2 * step], main_samples[2 * step + 1]
+        scoring, training = peer_given[2 * step], peer_given[2 * step + 1]
+        assert scoring is not None and torch.equal(scoring, b) and b.numel() >= 4
+        assert training is not None and torch.equal(training, a)
+
+
+def _fit_coteaching(tmp_path: Path, eval_embedding: str) -> tuple[pl.Trainer, torch.nn.Module, CoTeaching]:
+    method = CoTeaching(ramp=0, eval_embedding=eval_embedding)  # type: ignore[arg-type]
+    module = tiny_module()
+    trainer = tiny_trainer(tmp_path, callbacks=[method], max_steps=1, limit_val_batches=0)
+    trainer.fit(module, tiny_data())
+    return trainer, module, method
+
+
+@pytest.mark.parametrize("eval_embedding", ["own", "mean"])
+def test_evaluation_embedding_is_used_by_validate_test_predict_and_export(eval_embedding: str, tmp_path: Path) -> None:
+    """Validation, test, predict and export all embed with co-teaching's evaluation embedding."""
+    _, module, method = _fit_coteaching(tmp_path, eval_embedding)
+    module.eval()
+    peer = method.parts(module)["backbone"]
+    x = _batch(4).images
+
+    def expected(images: torch.Tensor) -> torch.Tensor:
+        own = module.backbone(images)
+        return 0.5 * (own + peer(images)) if eval_embedding == "mean" else own
+
+    with torch.no_grad():
+        flip_sum = expected(x) + expected(torch.flip(x, dims=[3]))
+        val = module.validation_step({"images": x, "index": torch.arange(4)}, 0)["embeddings"]
+        test = module.test_step({"images": x, "index": torch.arange(4)}, 0)["embeddings"]
+        pred = module.predict_step({"images": x}, 0)
+    torch.testing.assert_close(val, flip_sum.float(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(test, flip_sum.float(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(pred, F.normalize(flip_sum.float(), dim=1), atol=1e-5, rtol=1e-5)
+    state = torch.load(module.export_backbone(tmp_path / "export.pth"), weights_only=True)
+    if eval_embedding == "mean":
+        assert {k.split(".")[0] for k in state} == {"backbone", "peer"}
+        net = method.mean_embedding(module)
+        assert set(state) == set(net.state_dict())
+    else:
+        assert set(state) == set(module.backbone.state_dict())
+
+    # Through a trainer (the methods are attached at setup): the peer embeds iff the mean is used.
+    calls: list[int] = []
+    handle = peer.register_forward_hook(lambda m, a, o: calls.append(len(a[0])))
+    trainer = tiny_trainer(tmp_path, callbacks=[method])
+    for run in (trainer.validate, trainer.test, trainer.predict):
+        calls.clear()
+        run(module, datamodule=tiny_data())
+        assert bool(calls) == (eval_embedding == "mean"), run.__name__
+    handle.remove()

@@ -1,8 +1,8 @@
-"""Co-teaching core (METHODS.md §6): selection score, small-loss mask, forget-rate ramp, mean-point agreement."""
+"""Co-teaching core (docs/methods.md): selection score, small-loss mask, forget-rate schedule, mean-point agreement."""
 
 from __future__ import annotations
 
-import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,17 +33,31 @@ def selection_score(ce1: Tensor, ce2: Tensor, logits1: Tensor, logits2: Tensor, 
     return (1.0 - lam) * (ce1.float() + ce2.float()) + lam * symmetric_kl(logits1, logits2)
 
 
+def kept_count(forget_rate: float, n: int) -> int:
+    """Number of samples kept: ``int((1 − R)·N)`` in float64, as the authors' code computes it.
+
+    The product is truncated as a double, so where ``(1 − R)·N`` is a whole number in exact
+    arithmetic the float product can fall just below it and one sample fewer is kept
+    (``R = 8·(0.4/9)``, ``N = 90``: 57, not 58). Kept on purpose: it is the authors' count.
+
+    Args:
+        forget_rate: R in ``[0, 1]``.
+        n: number of samples ranked.
+    """
+    if not 0.0 <= forget_rate <= 1.0:
+        raise ValueError(f"forget_rate must be in [0, 1], got {forget_rate}")
+    return int((1.0 - float(forget_rate)) * int(n))
+
+
 def small_loss_mask(scores: Tensor, forget_rate: float) -> Tensor:
-    """Boolean mask ``[B]`` keeping the ``⌊(1 − R)·B⌋`` smallest scores (ties: lower index first).
+    """Boolean mask ``[B]`` keeping the :func:`kept_count` smallest scores (ties: lower index first).
 
     Args:
         scores: per-sample scores ``[B]``.
         forget_rate: R in ``[0, 1]``, the fraction dropped.
     """
-    if not 0.0 <= forget_rate <= 1.0:
-        raise ValueError(f"forget_rate must be in [0, 1], got {forget_rate}")
     n = scores.shape[0]
-    keep = int(math.floor((1.0 - forget_rate) * n + 1e-9))
+    keep = kept_count(forget_rate, n)
     mask = torch.zeros(n, dtype=torch.bool, device=scores.device)
     if keep > 0:
         order = torch.argsort(scores.detach().float(), stable=True)
@@ -51,17 +65,31 @@ def small_loss_mask(scores: Tensor, forget_rate: float) -> Tensor:
     return mask
 
 
-def forget_rate(t: float, tau: float, t_k: float) -> float:
-    """Linear ramp of the forget rate: ``R(t) = τ·min(t / T_k, 1)`` (``τ`` at once when ``T_k <= 0``).
+def forget_rate(t: int, tau: float, t_k: int, shape: Literal["authors", "linear"] = "authors") -> float:
+    """Forget rate R at the 0-based epoch or step index ``t`` (the first epoch or step is ``t = 0``).
+
+    ``authors`` (default): the MDA code's ``linspace(0, τ, T_k)[e]`` with ``e = t + 1`` (their
+    epochs are numbered from 1), i.e. ``R = e·(τ/(T_k − 1))`` for ``e < T_k − 1`` and ``τ``
+    from then on (``τ`` throughout when ``T_k <= 1``): the first epoch already drops
+    ``τ/(T_k − 1)`` and ``τ`` is reached at ``t = T_k − 2``. ``linear``: the ramp from zero,
+    ``R = τ·min(t/T_k, 1)`` (``τ`` throughout when ``T_k <= 0``): nothing dropped at ``t = 0``,
+    ``τ`` reached at ``t = T_k``.
 
     Args:
-        t: elapsed epochs or steps.
-        tau: final forget rate (about the noise rate).
-        t_k: length of the ramp in the same unit as ``t``.
+        t: 0-based epoch or step index.
+        tau: final forget rate τ (about the noise rate).
+        t_k: ramp length T_k, in the unit of ``t``.
+        shape: ``authors`` or ``linear``.
     """
-    if t_k <= 0:
-        return float(tau)
-    return float(tau) * min(max(float(t), 0.0) / float(t_k), 1.0)
+    tau, t, t_k = float(tau), max(int(t), 0), int(t_k)
+    if shape == "linear":
+        return tau if t_k <= 0 else tau * min(t / t_k, 1.0)
+    if shape != "authors":
+        raise ValueError(f"forget_rate: shape must be 'authors' or 'linear', got {shape!r}")
+    e = t + 1
+    if t_k <= 1 or e >= t_k - 1:
+        return tau
+    return e * (tau / (t_k - 1))
 
 
 def mean_point_agreement(z1: Tensor, z2: Tensor) -> Tensor:

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from fr_lightning.heads.base import MarginHead, register_head
+from fr_lightning.heads.base import MarginHead, compute_dtype, register_head
 from fr_lightning.utils.dist import all_reduce_sum
 
 
@@ -19,6 +19,8 @@ class AdaFace(MarginHead):
     mean and unbiased std; target ``s * (cos(clip(θ_y - m·ẑ, ε, π - ε)) - (m·ẑ + m))``,
     ε = 1e-3. Norms are clipped to [0.001, 100] first. In training mode the EMAs update
     before use, from sum / sum of squares / count all-reduced across ranks (all rows).
+    Every cosine is first clamped to ``±(1 − clamp_eps)``, the authors' 1e-3 by default (the
+    other heads use 1e-6): the logits and the zero gradient of cosines beyond it are theirs.
 
     Args:
         s: logit scale.
@@ -26,15 +28,28 @@ class AdaFace(MarginHead):
         h: concentration of the norm-to-margin map.
         t_alpha: EMA rate of ``batch_mean`` (init 20) and ``batch_std`` (init 100) buffers.
         straight_through: margin on the value only, NormFace gradient.
+        clamp_eps: cosines are clamped to ``[-1 + clamp_eps, 1 - clamp_eps]`` (authors: 1e-3).
     """
 
     def __init__(
-        self, s: float = 64.0, m: float = 0.4, h: float = 0.333, t_alpha: float = 0.01, straight_through: bool = False
+        self,
+        s: float = 64.0,
+        m: float = 0.4,
+        h: float = 0.333,
+        t_alpha: float = 0.01,
+        straight_through: bool = False,
+        clamp_eps: float = 1e-3,
     ) -> None:
         super().__init__(s=s, straight_through=straight_through)
-        self.m, self.h, self.t_alpha = m, h, t_alpha
+        if not 0.0 < clamp_eps < 1.0:
+            raise ValueError(f"AdaFace: clamp_eps must be in (0, 1), got {clamp_eps}")
+        self.m, self.h, self.t_alpha, self.clamp_eps = m, h, t_alpha, clamp_eps
         self.register_buffer("batch_mean", torch.tensor(20.0))
         self.register_buffer("batch_std", torch.tensor(100.0))
+
+    def prepare(self, cosine: Tensor) -> Tensor:
+        """Cosine ``[B, C]`` as a new float32 (float64 if given) tensor, clamped to ``±(1 − clamp_eps)``."""
+        return cosine.to(compute_dtype(cosine)).clamp(-1.0 + self.clamp_eps, 1.0 - self.clamp_eps)
 
     def update_state(self, cos_y: Tensor, valid: Tensor, norms: Tensor | None) -> None:
         """EMA of the global batch mean/std of the norms (kept when fewer than 2 samples)."""
