@@ -9,7 +9,7 @@ the students, so its classifier can teach logits. Students are `recipes/kd.yaml`
 width 0.5 at 56 px) with only `trainer.callbacks` changed:
 
 * `student` — the student trained alone;
-* `+feature` — `Distillation(feature_weight=1)`: 1 − cos(P·x_s, x_t);
+* `+feature` — `KD(feature_weight=1)`: 1 − cos(P·x_s, x_t);
 * `+feature+nd` — plus ND (weight 1) towards the teacher classifier's normalised centres;
 * `+feature+nd+logit` — plus T²·KL logit KD (T = 4, weight 1 ramped over the first epoch) with
   `translate` calibration of wrong teacher predictions.
@@ -49,7 +49,7 @@ def callbacks_arg(variant: str, teacher: Path, width: float) -> str:
     if not VARIANTS[variant]:
         return "--trainer.callbacks=[]"
     args = f"teacher: '{teacher}', teacher_backbone: {teacher_backbone(width)}, {VARIANTS[variant]}"
-    return f"--trainer.callbacks=[{{class_path: fr_lightning.methods.Distillation, init_args: {{{args}}}}}]"
+    return f"--trainer.callbacks=[{{class_path: fr_lightning.methods.KD, init_args: {{{args}}}}}]"
 
 
 def main() -> None:

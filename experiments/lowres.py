@@ -7,8 +7,8 @@ Variants, all `recipes/lowres.yaml` (iResNet at 56 px, ArcFace) with only `train
 changed:
 
 * `baseline` — plain training (the ArcFace recipe's model and schedule);
-* `multires` — `MultiResolution(logexp_weight=0)`: the degraded view and ½·(CE(HR) + CE(LR)) only;
-* `multires+logexp` — `MultiResolution()`: plus LogExp(x_HR, x_LR), λ = 1.
+* `multires` — `LowRes(logexp_weight=0)`: the degraded view and ½·(CE(HR) + CE(LR)) only;
+* `multires+logexp` — `LowRes()`: plus LogExp(x_HR, x_LR), λ = 1.
 
 Every run ends with `LowResEvaluation` on `synth-lfw` (all `--pairs` pairs, second image of each
 pair degraded; sizes at the 112-px reference, i.e. half of that in px at 56 px) and rank-1
@@ -31,8 +31,8 @@ from experiments.common import ROOT, budget_args, run_fit, save, table  # noqa: 
 
 VARIANTS: dict[str, str] = {
     "baseline": "",
-    "multires": "{class_path: fr_lightning.methods.MultiResolution, init_args: {logexp_weight: 0.0}}, ",
-    "multires+logexp": "{class_path: fr_lightning.methods.MultiResolution, init_args: {logexp_weight: 1.0, logexp_mode: pair}}, ",
+    "multires": "{class_path: fr_lightning.methods.LowRes, init_args: {logexp_weight: 0.0}}, ",
+    "multires+logexp": "{class_path: fr_lightning.methods.LowRes, init_args: {logexp_weight: 1.0, logexp_mode: pair}}, ",
 }
 REPORTED = [8, 12, 16, 0]
 

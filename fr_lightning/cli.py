@@ -37,9 +37,11 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint  # 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback  # noqa: E402
 
 from fr_lightning.callbacks import NanGuard  # noqa: E402
-from fr_lightning.tracking import FaceWandbLogger, RunStatus, recipe_name, run_config, run_tags  # noqa: E402
-from fr_lightning.tracking.exit_codes import EXIT_PREEMPTED  # noqa: E402
-from fr_lightning.tracking.preemption import Preempted  # noqa: E402
+from fr_lightning.tracking import RunStatus  # noqa: E402
+from fr_lightning.tracking.checkpointing import FaceCheckpoint  # noqa: E402
+from fr_lightning.tracking.cli_hooks import RunTrackingCLI  # noqa: E402
+from fr_lightning.tracking.resume import ResumeState  # noqa: E402
+from fr_lightning.tools.config_compose import compose  # noqa: E402
 from fr_lightning.tools.config_errors import config_files, locate  # noqa: E402
 from fr_lightning.utils.rundir import run_dir  # noqa: E402
 
@@ -87,17 +89,32 @@ class WandbNotice(pl.Callback):
                 print(f"\nW&B logged offline to {Path(directory).parent}\n  upload it with: wandb sync {Path(directory).parent}")
 
 
-class FaceCLI(LightningCLI):
-    """LightningCLI with the project's always-on callbacks and the data -> model links."""
+class FaceCLI(RunTrackingCLI, LightningCLI):
+    """LightningCLI with the project's always-on callbacks and the data -> model links; run
+    tracking (W&B naming, ``--ckpt_path last``, final validation) comes from :class:`RunTrackingCLI`."""
 
     def parse_arguments(self, parser: LightningArgumentParser, args: object) -> None:
-        """Parse, and on a config error name the YAML file and key responsible before exiting."""
+        """Compose the ``--config`` files, parse, and on a config error name the YAML file and key.
+
+        Composition (:mod:`fr_lightning.tools.config_compose`) departs from plain LightningCLI in
+        two ways: ``trainer.callbacks`` of several ``--config`` files are appended, not replaced,
+        and a config file may ``extends`` others.
+        """
         parser.exit_on_error = False
+        argv = list(args) if isinstance(args, list) else (sys.argv[1:] if args is None else None)
+        files = config_files(argv) if argv is not None else []
+        try:
+            if argv is not None:
+                composed = compose(argv)
+                args, files = composed.argv, composed.files
+        except ValueError as err:
+            print(f"fr: invalid configuration: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as err:
-            argv = list(args) if isinstance(args, list) else sys.argv[1:]
-            where = locate(str(err), config_files(argv), argv)
+            argv = argv if argv is not None else []
+            where = locate(str(err), files, argv)
             lines = [f"fr: invalid configuration: {err}"]
             if where:
                 lines.append("The problem is at:")
@@ -109,39 +126,14 @@ class FaceCLI(LightningCLI):
         """``--trainer.enable_checkpointing=false`` also removes the always-on checkpoint callback."""
         if config.get("enable_checkpointing") is False:
             callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
-        return super()._instantiate_trainer(config, [*callbacks, RunStatus()])
-
-    def before_instantiate_classes(self) -> None:
-        """A stock ``WandbLogger`` in a config becomes :class:`FaceWandbLogger` (same arguments, plus
-        naming and a clean finish)."""
-        config = self.config.get(self.subcommand) if self.subcommand else self.config
-        loggers = config.get("trainer.logger")
-        for entry in loggers if isinstance(loggers, list) else [loggers]:
-            if getattr(entry, "class_path", None) == "lightning.pytorch.loggers.WandbLogger":
-                entry.class_path = "fr_lightning.tracking.FaceWandbLogger"
-
-    def instantiate_classes(self) -> None:
-        """Instantiate, then name, group, tag and configure the W&B run before it is created."""
-        super().instantiate_classes()
-        self.describe_run()
-
-    def describe_run(self) -> None:
-        """Hand the resolved config, recipe, methods and tags to the W&B logger(s)."""
-        from fr_lightning.methods.base import Method
-
-        loggers = [lg for lg in self.trainer.loggers if isinstance(lg, FaceWandbLogger)]
-        if not loggers:
-            return
-        config = self.config.get(self.subcommand) if self.subcommand else self.config
-        resolved = config.as_dict()
-        methods = [cb.name for cb in self.trainer.callbacks if isinstance(cb, Method)]
-        recipe = recipe_name(resolved.get("config"))
-        for logger in loggers:
-            logger.describe(run_config(resolved, methods, recipe), recipe, run_tags(resolved, methods), job_type=self.subcommand or "fit")
+        return super()._instantiate_trainer(config, [*callbacks, RunStatus(), ResumeState()])
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "step{step:07d}", "checkpoint.auto_insert_metric_name": False})
+        # Checkpoints at every epoch end and every 30 min, last 3 kept, written atomically.
+        parser.add_lightning_class_args(FaceCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {"checkpoint.save_last": True, "checkpoint.filename": "step{step:07d}", "checkpoint.auto_insert_metric_name": False, "checkpoint.save_top_k": -1}
+        )
         parser.add_lightning_class_args(LRMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.add_lightning_class_args(WandbNotice, "wandb_notice")
@@ -203,13 +195,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         cli_main(None if argv == sys.argv[1:] else argv)
-    except Preempted as stop:
-        print(f"fr: {stop}", file=sys.stderr)
-        raise SystemExit(EXIT_PREEMPTED) from None
     except SystemExit as stop:
         if argv and argv[0] in ("-h", "--help") and stop.code in (0, None):
             _print_subcommands()
-        if stop.code == 1 and RunStatus.last_exit_code:  # Lightning turns Ctrl-C into sys.exit(1)
+        # Lightning turns Ctrl-C into sys.exit(1) and SIGTERM into SystemExit(None).
+        if stop.code in (None, 1) and RunStatus.last_exit_code:
             raise SystemExit(RunStatus.last_exit_code) from None
         raise
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -13,44 +12,30 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from fr_lightning.batch import FaceBatch
+from fr_lightning.backbones.base import FaceBackbone
+from fr_lightning.batch import FaceBatch, StepContext, StepOutput
+from fr_lightning.classifiers.base import Classifier
+from fr_lightning.criterion import Criterion
 from fr_lightning.functional.reduce import combine_weights, reduce_loss
 from fr_lightning.heads.base import MarginHead
-from fr_lightning.methods.base import Method, check_methods
+from fr_lightning.methods.base import Method, check_methods, check_needs
+from fr_lightning.methods.features import embed_with_features
+from fr_lightning.optim import clip_sparse_gradients_, row_sparse_optimizer
 from fr_lightning.schedules import LRSchedule
 
 #: Builds the classifier from (embedding_dim, num_classes); YAML gives it as a class_path.
-ClassifierFactory = Callable[[int, int], nn.Module]
+ClassifierFactory = Callable[[int, int], Classifier]
 #: Builds the optimizer from parameter groups; YAML gives it as a class_path (torch.optim.SGD, ...).
 OptimizerFactory = Callable[[Iterator[nn.Parameter]], Optimizer]
 
-
-@dataclass
-class StepOutput:
-    """What one forward pass produced, handed to every method's hooks.
-
-    Attributes:
-        embeddings: raw (unnormalised) backbone output ``[B, D]``.
-        cosine: classifier cosines ``[B, C']``.
-        labels: labels as the classifier returned them (``-1`` = no positive in this shard).
-        logits: scaled logits from the head.
-        per_sample_loss: supervised loss per sample ``[B]`` before weighting.
-        features: the backbone's last-stage feature map, when a method asked for it.
-    """
-
-    embeddings: Tensor
-    cosine: Tensor
-    labels: Tensor
-    logits: Tensor
-    per_sample_loss: Tensor
-    features: Tensor | None = None
+__all__ = ["FaceRecognitionModule", "StepOutput"]  # StepOutput lives in fr_lightning.batch
 
 
 class FaceRecognitionModule(pl.LightningModule):
     """Trains a face-embedding backbone with a margin-based classification loss.
 
     Args:
-        backbone: the embedding network (``forward(images) -> [B, D]``, ``embedding_dim``, ``feature_layer``).
+        backbone: the embedding network, a :class:`~fr_lightning.backbones.FaceBackbone` (``forward(images) -> [B, D]``).
         head: margin head turning cosines into logits (ArcFace, CosFace, ...).
         num_classes: number of identities; the CLI links it from the data module.
         classifier: class building the classifier from ``(embedding_dim, num_classes)``; default ``FullFC``.
@@ -64,7 +49,7 @@ class FaceRecognitionModule(pl.LightningModule):
 
     def __init__(
         self,
-        backbone: nn.Module,
+        backbone: FaceBackbone,
         head: MarginHead,
         num_classes: int = 1000,
         classifier: ClassifierFactory | None = None,
@@ -80,14 +65,14 @@ class FaceRecognitionModule(pl.LightningModule):
         self.backbone = backbone
         self.head = head
         self.num_classes = num_classes
-        embedding_dim = int(getattr(backbone, "embedding_dim"))
+        embedding_dim = int(backbone.embedding_dim)
         if classifier is None:
             from fr_lightning.classifiers import FullFC
 
-            self.classifier = FullFC(embedding_dim, num_classes, getattr(head, "subcenters", 1))
+            self.classifier: Classifier = FullFC(embedding_dim, num_classes, head.subcenters)
         else:
             self.classifier = classifier(embedding_dim, num_classes)
-        head_k, fc_k = getattr(head, "subcenters", 1), getattr(self.classifier, "subcenters", 1)
+        head_k, fc_k = head.subcenters, self.classifier.subcenters
         if head_k != fc_k:
             raise ValueError(
                 f"model.init_args.head has subcenters={head_k} but model.init_args.classifier has "
@@ -100,8 +85,7 @@ class FaceRecognitionModule(pl.LightningModule):
         self.compile_backbone = compile_backbone
         self.method_modules = nn.ModuleDict()
         self.methods: list[Method] = []
-        self._features: Tensor | None = None
-        self._hook: torch.utils.hooks.RemovableHandle | None = None
+        self._keep_features = False  # a stacked method needs the feature map (set by attach_methods)
         self.step_diagnostics: dict[str, Tensor] = {}
 
     # ------------------------------------------------------------------ setup
@@ -110,6 +94,8 @@ class FaceRecognitionModule(pl.LightningModule):
         methods = [cb for cb in self.trainer.callbacks if isinstance(cb, Method)]
         self.attach_methods(methods)
         self._setup_sharded_classifier(self.trainer.world_size, self.trainer.global_rank)
+        # Again once the classifier knows whether it is sharded across ranks (local_logits).
+        check_needs(self.methods, self.available_needs())
         if self.channels_last and self.trainer.strategy.root_device.type == "cpu":
             # torch 2.13's oneDNN backward of a strided 1x1 convolution corrupts the heap on
             # channels-last fp32 CPU tensors (iResNet's shortcut): the switch is for GPUs.
@@ -128,64 +114,70 @@ class FaceRecognitionModule(pl.LightningModule):
         DDPStrategy wraps this LightningModule itself, so DDP reads ``_ddp_params_and_buffers_to_ignore``
         from it with names relative to it.
         """
-        if not hasattr(self.classifier, "ddp_ignore"):
-            return
         self.classifier.setup(world_size, rank)
         ignore = self.classifier.ddp_ignore("classifier.")
         if ignore:
-            if not getattr(self.head, "softmax", True):
+            if not self.head.softmax:
                 raise ValueError(f"{type(self.head).__name__} is not softmax-based; it cannot be used with a sharded classifier")
             from torch.nn.parallel import DistributedDataParallel
 
             DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, ignore)
 
     # ------------------------------------------------------------ checkpoint
-    def _sharded_param_index(self) -> int | None:
-        """Index of the sharded classifier weight in the optimizer's flattened parameter list."""
-        weight = getattr(self.classifier, "weight", None)
-        if not hasattr(self.classifier, "gather_rows") or weight is None:
-            return None
-        groups = self.trainer.optimizers[0].param_groups if self.trainer.optimizers else self.parameter_groups()
-        params = [p for g in groups for p in g["params"]]  # type: ignore[attr-defined]
-        return next((i for i, p in enumerate(params) if p is weight), None)
-
     def on_save_checkpoint(self, checkpoint: dict[str, object]) -> None:
-        """Store the sharded classifier's optimizer state as full matrices (resume on any world size)."""
-        index = self._sharded_param_index()
-        states = checkpoint.get("optimizer_states")
-        if index is None or not states:
-            return
-        state = states[0]["state"].get(index, {})  # type: ignore[index]
-        for key, value in state.items():
-            if isinstance(value, Tensor) and value.shape == self.classifier.weight.shape:
-                state[key] = self.classifier.gather_rows(value)
-        checkpoint["sharded_classifier_param"] = index
+        """The classifier stores its optimizer state in a layout any world size can resume from."""
+        groups = self.trainer.optimizers[0].param_groups if self.trainer.optimizers else self.parameter_groups()
+        self.classifier.save_optimizer_state(checkpoint, [p for g in groups for p in g["params"]])  # type: ignore[attr-defined]
 
     def on_load_checkpoint(self, checkpoint: dict[str, object]) -> None:
-        """Take this rank's slice of the classifier's full optimizer state (weights: a load pre-hook)."""
-        index = checkpoint.get("sharded_classifier_param")
-        states = checkpoint.get("optimizer_states")
-        if index is None or not states or not hasattr(self.classifier, "local_rows"):
-            return
-        state = states[0]["state"].get(index, {})  # type: ignore[index]
-        for key, value in state.items():
-            if isinstance(value, Tensor) and value.ndim == 2:
-                state[key] = self.classifier.local_rows(value)
+        """The classifier takes its own layout of the stored optimizer state back (before Lightning restores it)."""
+        self.classifier.load_optimizer_state(checkpoint)
+
+    @property
+    def criterion(self) -> Criterion:
+        """The module's classifier + head as one forward path (:mod:`fr_lightning.criterion`)."""
+        return Criterion(self.classifier, self.head)
 
     def attach_methods(self, methods: list[Method]) -> None:
-        """Sort, validate and build ``methods`` (also usable without a trainer, e.g. in tests)."""
+        """Sort, validate and build ``methods`` (also usable without a trainer, e.g. in tests).
+
+        Each method's declared needs are checked first (an error names the method and the need),
+        so an incompatible stack fails here, before the first training step.
+        """
         self.methods = check_methods(methods)
+        check_needs(self.methods, self.available_needs())
         for method in self.methods:
             if method.name not in self.method_modules:
                 part = method.build(self)
                 if part is not None:
                     self.method_modules[method.name] = part
-        if any(getattr(m, "uses_features", False) for m in self.methods) and self._hook is None:
-            layer = self.backbone.get_submodule(self.backbone.feature_layer)
-            self._hook = layer.register_forward_hook(self._keep_features)
+        embedders = [m.name for m in self.methods if m.embedding_network(self) is not None]
+        if len(embedders) > 1:
+            raise ValueError(f"methods {' and '.join(embedders)} each define the evaluation embedding; keep one of them.")
+        self._keep_features = any("features" in m.needs() for m in self.methods)
 
-    def _keep_features(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-        self._features = output
+    def available_needs(self) -> dict[str, bool]:
+        """What this run provides of :data:`fr_lightning.methods.base.NEEDS` (needs it cannot tell are left out)."""
+        criterion = self.criterion
+        available = {
+            "features": isinstance(self.backbone, FaceBackbone),
+            "full_logits": criterion.full_logits,
+            "local_logits": criterion.local_logits,
+        }
+        keys = self._training_sample_keys()
+        if keys is not None:
+            available.update({field: field in keys for field in ("landmarks", "group", "index")})
+        return available
+
+    def _training_sample_keys(self) -> set[str] | None:
+        """Fields of the training set's first sample (None: no trainer, no map-style training set)."""
+        trainer = self._trainer
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        dataset = getattr(datamodule, "train_set", None)
+        if dataset is None or not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__") or len(dataset) == 0:
+            return None
+        sample = dataset[0]
+        return set(sample) if isinstance(sample, dict) else None
 
     # ---------------------------------------------------------------- forward
     def forward(self, images: Tensor) -> Tensor:
@@ -195,8 +187,13 @@ class FaceRecognitionModule(pl.LightningModule):
     def embedding_network(self) -> nn.Module:
         """The network that validation, test, predict and export embed with (``images -> [B, D]``).
 
-        The backbone by default; a stacked method may define another evaluation embedding.
+        The backbone, unless a stacked method defines another evaluation embedding through
+        :meth:`Method.embedding_network` (at most one may; checked at setup).
         """
+        for method in self.methods:
+            net = method.embedding_network(self)
+            if net is not None:
+                return net
         return self.backbone
 
     def embed(self, images: Tensor, flip: bool = True) -> Tensor:
@@ -207,54 +204,41 @@ class FaceRecognitionModule(pl.LightningModule):
             emb = emb + net(torch.flip(images, dims=[3]))
         return emb
 
-    def forward_train(self, images: Tensor, labels: Tensor, target_margin: Tensor | None = None) -> StepOutput:
-        """Backbone -> classifier -> head -> per-sample loss for one view of the batch.
+    def forward_train(
+        self, images: Tensor, labels: Tensor, target_margin: Tensor | None = None, class_index: Tensor | None = None
+    ) -> StepOutput:
+        """Training-mode pass of the module's own network: backbone -> classifier -> head -> per-sample loss.
 
         ``target_margin`` (``[B]``, optional) is subtracted from each sample's target cosine
         before the head (a per-sample additive margin on top of the head's own); the returned
-        ``StepOutput.cosine`` stays the unshifted cosine.
+        ``StepOutput.cosine`` stays the unshifted cosine. ``class_index`` makes a sampled
+        classifier score the classes of an earlier pass. The feature map is kept in
+        ``StepOutput.features`` when a stacked method needs it.
         """
-        self._features = None
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        embeddings = self.backbone(images)
-        features = self._features
-        cosine, target = self.classifier(embeddings, labels)
-        # The head sees the rows the classifier scored: this batch, or every rank's under PartialFC.
-        rows = self.classifier.rows(embeddings) if hasattr(self.classifier, "rows") else embeddings
-        norms = rows.float().norm(dim=1)
-        unit = F.normalize(rows.float(), dim=1)
-        head_cosine = cosine
-        if target_margin is not None:
-            # Out of place, in float32 (heads compute margins in float32); rows with label -1
-            # (no positive in this shard) get no shift.
-            dtype = torch.float64 if cosine.dtype == torch.float64 else torch.float32
-            if target_margin.shape[0] != cosine.shape[0]:
-                target_margin = self.classifier.rows(target_margin.detach())  # sharded classifier
-            has_target = (target >= 0).to(dtype).unsqueeze(1)
-            onehot = torch.zeros_like(cosine, dtype=dtype).scatter(1, target.clamp_min(0).unsqueeze(1), 1.0)
-            head_cosine = cosine.to(dtype) - onehot * has_target * target_margin.to(dtype).unsqueeze(1)
-        logits = self.head(head_cosine, target, norms=norms, embeddings=unit)
-        per_sample = self.head.loss(head_cosine, target, norms=norms, embeddings=unit)
-        if per_sample is None:
-            per_sample = self.classifier.cross_entropy(logits, target)
-        return StepOutput(embeddings, cosine, target, logits, per_sample, features)
+        embeddings, features = embed_with_features(self.backbone, images, self._keep_features)
+        return self.criterion(
+            embeddings, labels, training=True, target_margin=target_margin, class_index=class_index, features=features
+        )
 
     def training_step(self, batch: FaceBatch, batch_idx: int) -> Tensor:
         """Apply method transforms, compute the weighted supervised loss plus method terms."""
         for method in self.methods:
             batch = method.transform_batch(batch, self)
+        ctx = StepContext(batch)
         margins = [m for method in self.methods if (m := method.target_margins(batch, self)) is not None]
-        margin = torch.stack(margins).sum(0) if margins else None
-        out = self.forward_train(batch.images, batch.labels, margin)
-        weights = [w for m in self.methods if (w := m.sample_weights(batch, out, self)) is not None]
-        loss = reduce_loss(out.per_sample_loss, combine_weights(weights), valid=batch.labels >= 0)
+        ctx.target_margin = torch.stack(margins).sum(0) if margins else None
+        out = ctx.out = self.forward_train(batch.images, batch.labels, ctx.target_margin)
+        weights = [w for m in self.methods if (w := m.sample_weights(ctx, self)) is not None]
+        ctx.weights = combine_weights(weights)
+        loss = reduce_loss(out.per_sample_loss, ctx.weights, valid=batch.labels >= 0)
         bsz = len(batch)
         ce = loss
         self.log("train/loss/ce", loss.detach(), batch_size=bsz)
         terms: dict[str, Tensor] = {f"head/{k}": v for k, v in self.head.loss_terms(out.embeddings.float().norm(dim=1)).items()}
         for method in self.methods:
-            for key, value in method.loss_terms(batch, out, self).items():
+            for key, value in method.loss_terms(ctx, self).items():
                 terms[f"{method.name}/{key}"] = value
         for key, value in terms.items():
             loss = loss + value
@@ -318,52 +302,28 @@ class FaceRecognitionModule(pl.LightningModule):
             optimizer = torch.optim.SGD(groups, lr=0.1, momentum=0.9, weight_decay=5e-4)
         else:
             optimizer = self.optimizer_factory(groups)
-        if getattr(self.classifier, "sparse_grad", False):
-            optimizer = self._row_sparse(optimizer)
+        optimizer = row_sparse_optimizer(optimizer, self.classifier.sparse_grad)
         total = int(self.trainer.estimated_stepping_batches)
         schedule = self.lr_schedule
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule.factor(step, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"}}
 
-    @staticmethod
-    def _row_sparse(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
-        """The same SGD as a :class:`RowSparseSGD` (sparse centre gradients need a row-wise step)."""
-        from fr_lightning.optim import RowSparseSGD
-
-        if isinstance(optimizer, RowSparseSGD):
-            return optimizer
-        if type(optimizer) is not torch.optim.SGD:
-            raise ValueError(
-                f"model.init_args.classifier has sparse_grad: true, which needs SGD as model.init_args.optimizer "
-                f"(got {type(optimizer).__name__}); use torch.optim.SGD or set sparse_grad: false"
-            )
-        return RowSparseSGD(optimizer.param_groups, **optimizer.defaults)
-
     def configure_gradient_clipping(
         self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None
     ) -> None:
-        """Lightning's clipping, extended to sparse (row-sampled) centre gradients."""
-        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        if not gradient_clip_val or not any(p.grad.is_sparse for p in params):
-            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        for p in params:
-            if p.grad.is_sparse:
-                p.grad = p.grad.coalesce()
-        values = [p.grad._values() if p.grad.is_sparse else p.grad for p in params]  # views: edited in place
-        if gradient_clip_algorithm in (None, "norm"):
-            total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(v.float()) for v in values]))
-            scale = (float(gradient_clip_val) / (total + 1e-6)).clamp(max=1.0)
-            for v in values:
-                v.mul_(scale.to(v.dtype))
-        else:
-            for v in values:
-                v.clamp_(-float(gradient_clip_val), float(gradient_clip_val))
+        """Lightning's clipping; :func:`fr_lightning.optim.clip_sparse_gradients_` when a centre gradient is sparse."""
+        if not clip_sparse_gradients_(optimizer, gradient_clip_val, gradient_clip_algorithm):
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     # ---------------------------------------------------------------- export
     def export_backbone(self, path: str | Path) -> Path:
-        """Write only the embedding network's state_dict (insightface ``backbone.pth`` layout)."""
+        """Write only the evaluation embedding network's state_dict (:meth:`embedding_network`).
+
+        The backbone's (insightface ``backbone.pth`` layout) unless a method defines another
+        evaluation embedding (co-teaching's mean of peers: ``backbone.*`` and ``peer.*``).
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu() for k, v in self.backbone.state_dict().items()}
+        state = {k: v.detach().cpu() for k, v in self.embedding_network().state_dict().items()}
         torch.save(state, path)
         return path

@@ -1,4 +1,4 @@
-"""GABN (METHODS.md §4): attention maps, gradient reversal, erasing, the callback, fairness evaluation."""
+"""GABN (docs/methods.md): attention maps, gradient reversal, erasing, the callback, fairness evaluation."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from fr_lightning.backbones import FaceBackbone, FeatureInfo
-from fr_lightning.batch import FaceBatch
+from fr_lightning.batch import FaceBatch, StepContext
 from fr_lightning.classifiers import PartialFC
 from fr_lightning.data import FaceDataModule, SyntheticPairs, SyntheticSource
 from fr_lightning.data.pairs import PairSet
@@ -159,7 +159,7 @@ def test_double_backward_gives_finite_gradients_and_reaches_the_backbone() -> No
     def adversarial_grad(lam: float) -> torch.Tensor:
         method.lambda_adv = lam
         out = module.forward_train(batch.images, batch.labels)
-        term = method.loss_terms(batch, out, module)["adversarial"]
+        term = method.loss_terms(StepContext(batch, out=out), module)["adversarial"]
         (g,) = torch.autograd.grad(term, conv)
         return g
     assert adversarial_grad(0.0).abs().sum() == 0
@@ -171,12 +171,12 @@ def test_erased_term_after_warmup_only() -> None:
     module = tiny_module()
     module.attach_methods([GABN(adversarial=False, warmup=0)])
     out = module.forward_train(_batch().images, _batch().labels)
-    terms = module.methods[0].loss_terms(_batch(), out, module)
+    terms = module.methods[0].loss_terms(StepContext(_batch(), out=out), module)
     assert set(terms) == {"erased_ce"} and terms["erased_ce"].item() > 0
     late = tiny_module()
     late.attach_methods([GABN(adversarial=False, warmup=100)])
     out = late.forward_train(_batch().images, _batch().labels)
-    assert late.methods[0].loss_terms(_batch(), out, late)["erased_ce"].item() == 0.0
+    assert late.methods[0].loss_terms(StepContext(_batch(), out=out), late)["erased_ce"].item() == 0.0
 
 
 def test_missing_group_and_bad_settings_are_clear_errors() -> None:

@@ -1,4 +1,4 @@
-"""Knowledge distillation: functional core against references, the teacher, and the callback in a fit."""
+"""KD (knowledge distillation): functional core against references, the teacher, and the callback in a fit."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from fr_lightning.functional.distill import (
     nd_loss,
     teacher_class_means,
 )
-from fr_lightning.methods import Distillation
-from fr_lightning.methods.distill import CACHE_NAME
+from fr_lightning.methods import KD
+from fr_lightning.methods.kd import CACHE_NAME
 from fr_lightning.methods.teacher import load_teacher
 from tests.helpers import tiny_data, tiny_module, tiny_teacher, tiny_teacher_backbone, tiny_trainer
 
@@ -144,23 +144,23 @@ def test_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="teacher_backbone"):
         load_teacher(path, None)
     with pytest.raises(ValueError, match="projector"):
-        tiny_module().attach_methods([Distillation(teacher=str(path), teacher_backbone=tiny_teacher_backbone(), projector=False)])
+        tiny_module().attach_methods([KD(teacher=str(path), teacher_backbone=tiny_teacher_backbone(), projector=False)])
     bare = tiny_teacher(tmp_path / "backbone.pth", num_classes=None)
     with pytest.raises(ValueError, match="logit_weight"):
-        tiny_module().attach_methods([Distillation(teacher=str(bare), teacher_backbone=tiny_teacher_backbone(), logit_weight=1.0)])
-    with pytest.raises(ValueError, match="needs a teacher"):
-        tiny_module().attach_methods([Distillation()])
+        tiny_module().attach_methods([KD(teacher=str(bare), teacher_backbone=tiny_teacher_backbone(), logit_weight=1.0)])
+    with pytest.raises(ValueError, match="method kd needs teacher"):
+        tiny_module().attach_methods([KD()])
 
 
 @pytest.mark.parametrize("teacher_dim", [32, 48])
 def test_projector_only_when_dims_differ(teacher_dim: int, tmp_path: Path) -> None:
     path = tiny_teacher(tmp_path / "t.ckpt", embedding_dim=teacher_dim)
     module = tiny_module()
-    module.attach_methods([Distillation(teacher=str(path), teacher_backbone=tiny_teacher_backbone(teacher_dim))])
+    module.attach_methods([KD(teacher=str(path), teacher_backbone=tiny_teacher_backbone(teacher_dim))])
     if teacher_dim == 32:
-        assert "distillation" not in module.method_modules
+        assert "kd" not in module.method_modules
     else:
-        proj = module.method_modules["distillation"]
+        proj = module.method_modules["kd"]
         assert isinstance(proj, torch.nn.Linear) and (proj.in_features, proj.out_features) == (32, 48)
 
 
@@ -171,7 +171,7 @@ def _batch(n: int = 6, size: int = 56) -> FaceBatch:
 
 def test_teacher_sees_hr_images_and_gets_no_gradient(tmp_path: Path) -> None:
     path = tiny_teacher(tmp_path / "t.ckpt")
-    method = Distillation(teacher=str(path), teacher_backbone=tiny_teacher_backbone(), nd_weight=1.0, logit_weight=1.0)
+    method = KD(teacher=str(path), teacher_backbone=tiny_teacher_backbone(), nd_weight=1.0, logit_weight=1.0)
     module = tiny_module()
     module.attach_methods([method])
     seen: list[torch.Tensor] = []
@@ -182,7 +182,7 @@ def test_teacher_sees_hr_images_and_gets_no_gradient(tmp_path: Path) -> None:
     assert torch.equal(seen[-1], hr)
     loss.backward()
     assert all(p.grad is None for p in method.teacher.backbone.parameters())
-    assert module.method_modules["distillation"].weight.grad is not None
+    assert module.method_modules["kd"].weight.grad is not None
     assert module.backbone.conv1.weight.grad is not None
     assert not any("teacher" in k for k in module.state_dict())
 
@@ -192,8 +192,8 @@ def test_fit_save_resume_with_class_means_pass(tmp_path: Path, monkeypatch: pyte
     """A bare backbone teacher (no classifier): ND needs the teacher pass, cached and reused on resume."""
     path = tiny_teacher(tmp_path / "backbone.pth", num_classes=None)
 
-    def fit(steps: int, ckpt_path: str | None = None) -> tuple[Distillation, object]:
-        method = Distillation(teacher=str(path), teacher_backbone=tiny_teacher_backbone(), nd_weight=1.0, feature_kind="mse")
+    def fit(steps: int, ckpt_path: str | None = None) -> tuple[KD, object]:
+        method = KD(teacher=str(path), teacher_backbone=tiny_teacher_backbone(), nd_weight=1.0, feature_kind="mse")
         ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
         trainer = tiny_trainer(tmp_path, callbacks=[method, ckpt], max_steps=steps, limit_val_batches=0, enable_checkpointing=True)
         trainer.fit(tiny_module(), tiny_data(), ckpt_path=ckpt_path)
@@ -202,26 +202,26 @@ def test_fit_save_resume_with_class_means_pass(tmp_path: Path, monkeypatch: pyte
     method, trainer = fit(2)
     assert trainer.global_step == 2
     for term in ("feature", "nd"):
-        assert math.isfinite(float(trainer.callback_metrics[f"train/loss/distillation/{term}"]))
+        assert math.isfinite(float(trainer.callback_metrics[f"train/loss/kd/{term}"]))
     assert (tmp_path / CACHE_NAME).is_file()
     state = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
-    assert any(k.startswith("method_modules.distillation.") for k in state)
-    student_keys = set(tiny_module().state_dict()) | {"method_modules.distillation.weight", "method_modules.distillation.bias"}
+    assert any(k.startswith("method_modules.kd.") for k in state)
+    student_keys = set(tiny_module().state_dict()) | {"method_modules.kd.weight", "method_modules.kd.bias"}
     assert set(state) == student_keys  # nothing of the teacher in the student's checkpoint
 
     def no_pass(*args: object) -> None:
         raise AssertionError("the class means should come from the cache on resume")
 
-    monkeypatch.setattr(Distillation, "_teacher_pass", no_pass)
+    monkeypatch.setattr(KD, "_teacher_pass", no_pass)
     _, trainer = fit(4, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
     assert trainer.global_step == 4
 
 
 def test_logit_warmup_ramps(tmp_path: Path) -> None:
     path = tiny_teacher(tmp_path / "t.ckpt", embedding_dim=32)
-    method = Distillation(teacher=str(path), teacher_backbone=tiny_teacher_backbone(32), feature_weight=0.0, logit_weight=1.0, logit_warmup_epochs=2.0)
+    method = KD(teacher=str(path), teacher_backbone=tiny_teacher_backbone(32), feature_weight=0.0, logit_weight=1.0, logit_warmup_epochs=2.0)
     trainer = tiny_trainer(tmp_path, callbacks=[method], max_epochs=1, limit_train_batches=2, limit_val_batches=0, log_every_n_steps=1)
     trainer.fit(tiny_module(), tiny_data())
     assert trainer.global_step == 2
     # Step 0 has ramp 0 -> the logged (epoch-mean) logit term comes only from step 1 at ramp 1/4.
-    assert float(trainer.callback_metrics["train/loss/distillation/logit"]) > 0
+    assert float(trainer.callback_metrics["train/loss/kd/logit"]) > 0

@@ -1,12 +1,8 @@
-"""Low-resolution method: LogExp and degradation cores, the MultiResolution callback, the evaluation."""
+"""Low-resolution method: LogExp and degradation cores, the LowRes callback, the evaluation."""
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import math
-import pkgutil
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,13 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-import fr_lightning.methods as methods_pkg
 from fr_lightning.batch import FaceBatch
 from fr_lightning.data import PairSet
 from fr_lightning.eval.lowres import LowResEvaluation, rank1, select_pairs, verification_vs_resolution
 from fr_lightning.functional.lowres import degrade, degrade_to, degrade_uint8, logexp_distance, scale_sizes
-from fr_lightning.methods import Method, MultiResolution
-from tests.helpers import tiny_data, tiny_module, tiny_teacher, tiny_teacher_backbone, tiny_trainer
+from fr_lightning.methods import LowRes, Method
+from tests.helpers import tiny_data, tiny_module, tiny_trainer
 
 
 # --------------------------------------------------------------------------- LogExp
@@ -181,7 +176,7 @@ def test_albumentations_transform_matches_the_tensor_path() -> None:
     assert np.array_equal(scaled, degrade_uint8(image[None], 7)[0])
 
 
-# ----------------------------------------------------------- MultiResolution method
+# ----------------------------------------------------------- LowRes method
 def _batch(n: int = 6, size: int = 56, classes: int = 8) -> FaceBatch:
     g = torch.Generator().manual_seed(0)
     return FaceBatch(
@@ -195,7 +190,7 @@ def _batch(n: int = 6, size: int = 56, classes: int = 8) -> FaceBatch:
 
 def test_transform_batch_stacks_hr_and_lr_views() -> None:
     module = tiny_module()
-    method = MultiResolution(sizes=[14], probs=[1.0])
+    method = LowRes(sizes=[14], probs=[1.0])
     batch = _batch()
     out = method.transform_batch(batch, module)
     assert len(out) == 12
@@ -205,14 +200,15 @@ def test_transform_batch_stacks_hr_and_lr_views() -> None:
     assert torch.equal(out.hr_images, torch.cat([batch.images, batch.images]))
     for name in ("labels", "landmarks", "group", "index"):
         assert torch.equal(getattr(out, name), torch.cat([getattr(batch, name)] * 2))
-    assert out.pose is None and batch.images.shape[0] == 6  # input untouched
+    assert out.views == 2 and out.samples == 6
+    assert out.pose is None and batch.images.shape[0] == 6 and batch.views == 1  # input untouched
 
 
 @pytest.mark.parametrize(("ce_lr_weight", "mode"), [(1.0, "pair"), (0.25, "batch")])
 def test_total_loss_equals_the_formula(ce_lr_weight: float, mode: str) -> None:
     torch.manual_seed(0)
     module = tiny_module().eval()  # fixed BN statistics, so one joint pass = two separate passes
-    method = MultiResolution(ce_lr_weight=ce_lr_weight, logexp_weight=0.7, logexp_mode=mode)
+    method = LowRes(ce_lr_weight=ce_lr_weight, logexp_weight=0.7, logexp_mode=mode)
     module.attach_methods([method])
     batch = _batch()
     total = module.training_step(batch, 0)
@@ -230,13 +226,13 @@ def test_total_loss_equals_the_formula(ce_lr_weight: float, mode: str) -> None:
 
 def test_fit_logs_terms_and_resumes(tmp_path: Path) -> None:
     evaluation = LowResEvaluation(sizes=[8, 16, 0], max_pairs=40, id_identities=10)
-    trainer = tiny_trainer(tmp_path, callbacks=[MultiResolution(), evaluation], max_epochs=1, limit_train_batches=2)
+    trainer = tiny_trainer(tmp_path, callbacks=[LowRes(), evaluation], max_epochs=1, limit_train_batches=2)
     module = tiny_module()
     trainer.fit(module, tiny_data())
     m = trainer.callback_metrics
-    for key in ("train/loss/multiresolution/logexp", "train/multiresolution/ce_lr", "train/multiresolution/frac@7"):
+    for key in ("train/loss/lowres/logexp", "train/lowres/ce_lr", "train/lowres/frac@7"):
         assert key in m and torch.isfinite(m[key]), key
-    fractions = sum(float(v) for k, v in m.items() if k.startswith("train/multiresolution/frac@"))
+    fractions = sum(float(v) for k, v in m.items() if k.startswith("train/lowres/frac@"))
     assert fractions == pytest.approx(1.0)
     for r in ("8", "16", "full"):
         assert 0.0 <= float(m[f"val/synth-lowres@{r}/acc"]) <= 1.0
@@ -249,8 +245,8 @@ def test_fit_logs_terms_and_resumes(tmp_path: Path) -> None:
     ckpt = tmp_path / "two.ckpt"
     trainer.save_checkpoint(ckpt)
     state = torch.load(ckpt, weights_only=True)
-    assert state["callbacks"]["MultiResolution"] == {"draws": 2}
-    resumed_method = MultiResolution()
+    assert state["callbacks"]["LowRes"] == {"draws": 2}
+    resumed_method = LowRes()
     resumed = tiny_trainer(tmp_path, callbacks=[resumed_method], max_epochs=2, limit_train_batches=2, limit_val_batches=0)
     resumed.fit(tiny_module(), tiny_data(), ckpt_path=ckpt)
     assert resumed.global_step == 4 and resumed_method._draws == 4
@@ -301,78 +297,11 @@ def test_pair_based_identification_for_non_synthetic_sets() -> None:
 
 
 # ---------------------------------------------------------------------- stacking
-def method_classes() -> dict[str, type[Method]]:
-    """Every Method subclass defined in the fr_lightning.methods package (scanned, not listed)."""
-    found: dict[str, type[Method]] = {}
-    for info in pkgutil.iter_modules(methods_pkg.__path__, methods_pkg.__name__ + "."):
-        module = importlib.import_module(info.name)
-        for _, cls in inspect.getmembers(module, inspect.isclass):
-            if issubclass(cls, Method) and cls is not Method and cls.__module__ == module.__name__ and not inspect.isabstract(cls):
-                found[cls.__name__] = cls
-    return found
-
-
-#: Constructor arguments for methods that cannot be built with their defaults in a tiny test
-#: (e.g. a teacher checkpoint), or a string: the reason the stacking test skips the method.
-#: A callable gets a temporary directory and returns the arguments (for files a method reads).
-STACK_SETTINGS: dict[str, dict[str, object] | str | Callable[[Path], dict[str, object]]] = {
-    # 48-d teacher vs the 32-d tiny student: the projector, ND and logit terms all run.
-    "Distillation": lambda tmp: dict(
-        teacher=str(tiny_teacher(tmp / "teacher.ckpt")),
-        teacher_backbone=tiny_teacher_backbone(),
-        nd_weight=1.0,
-        logit_weight=1.0,
-    ),
-}
-
-
-def _build(cls: type[Method], tmp_path: Path) -> Method | None:
-    setting = STACK_SETTINGS.get(cls.__name__, {})
-    if isinstance(setting, str):
-        return None
-    if callable(setting):
-        setting = setting(tmp_path)
-    return cls(**setting)
-
-
-def test_method_scan_and_settings_table_are_complete() -> None:
-    classes = method_classes()
-    assert "MultiResolution" in classes
-    assert set(STACK_SETTINGS) <= set(classes), f"stale entries: {set(STACK_SETTINGS) - set(classes)}"
-    for name, cls in classes.items():
-        if name in STACK_SETTINGS:
-            continue
-        try:
-            cls()
-        except Exception as err:  # noqa: BLE001 - the message names the fix
-            pytest.fail(f"{name}() fails with its defaults ({err!r}); add it to STACK_SETTINGS in {__file__}")
-
-
-@pytest.mark.parametrize("other", sorted(n for n in method_classes() if n != "MultiResolution"))
-def test_multiresolution_stacks_with(other: str, tmp_path: Path) -> None:
-    cls = method_classes()[other]
-    method = _build(cls, tmp_path)
-    if method is None:
-        pytest.skip(str(STACK_SETTINGS[other]))
-    stack: list[Method] = [MultiResolution(), method]
-    for needed in cls.requires:
-        if needed != "MultiResolution":
-            extra = _build(method_classes()[needed], tmp_path)
-            assert extra is not None, f"{other} requires {needed}, which the settings table skips"
-            stack.append(extra)
-    if "MultiResolution" in cls.conflicts_with or other in MultiResolution.conflicts_with:
-        with pytest.raises(ValueError):
-            tiny_trainer(tmp_path, callbacks=stack, max_steps=1, limit_val_batches=0).fit(tiny_module(), tiny_data())
-        return
-    trainer = tiny_trainer(tmp_path, callbacks=stack, max_epochs=1, limit_train_batches=2, limit_val_batches=0)
-    trainer.fit(tiny_module(), tiny_data())
-    assert trainer.global_step == 2
-    assert torch.isfinite(trainer.callback_metrics["train/loss"])
-    assert "train/loss/multiresolution/logexp" in trainer.callback_metrics
+# Every pair of methods (lowres included) is stacked in tests/test_compose.py.
 
 
 class _Probe(Method):
-    """Records the batch sizes a method stacked after MultiResolution sees in each hook."""
+    """Records the batch sizes a method stacked after LowRes sees in each hook."""
 
     order = 50
 
@@ -384,20 +313,21 @@ class _Probe(Method):
         self.seen["hr_images"] = 0 if batch.hr_images is None else batch.hr_images.shape[0]
         return batch
 
-    def sample_weights(self, batch, out, module):  # type: ignore[no-untyped-def]
-        self.seen["weights"] = out.per_sample_loss.shape[0]
-        return torch.ones(len(batch))
+    def sample_weights(self, ctx, module):  # type: ignore[no-untyped-def]
+        self.seen["weights"] = ctx.output.per_sample_loss.shape[0]
+        self.seen["views"] = ctx.batch.views
+        return torch.ones(len(ctx.batch))
 
-    def loss_terms(self, batch, out, module):  # type: ignore[no-untyped-def]
-        self.seen["terms"] = out.embeddings.shape[0]
+    def loss_terms(self, ctx, module):  # type: ignore[no-untyped-def]
+        self.seen["terms"] = ctx.output.embeddings.shape[0]
         return {}
 
 
 def test_a_stacked_method_sees_both_views_in_every_hook() -> None:
     module = tiny_module()
     probe = _Probe()
-    module.attach_methods([probe, MultiResolution()])
-    assert [type(m).__name__ for m in module.methods] == ["MultiResolution", "_Probe"]
+    module.attach_methods([probe, LowRes()])
+    assert [type(m).__name__ for m in module.methods] == ["LowRes", "_Probe"]
     loss = module.training_step(_batch(6), 0)
     assert torch.isfinite(loss)
-    assert probe.seen == {"transform": 12, "hr_images": 12, "weights": 12, "terms": 12}
+    assert probe.seen == {"transform": 12, "hr_images": 12, "weights": 12, "views": 2, "terms": 12}

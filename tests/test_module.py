@@ -10,41 +10,40 @@ from torch import Tensor, nn
 
 from fr_lightning.batch import FaceBatch
 from fr_lightning.functional.reduce import combine_weights, reduce_loss
-from fr_lightning.methods import Method, check_methods
+from fr_lightning.methods import Method, check_methods, check_needs
 from fr_lightning.schedules import LRSchedule
 from tests.helpers import tiny_data, tiny_module, tiny_trainer
 
-CALLS: list[str] = []
-
-
 class Recorder(Method):
-    """Records hook calls; adds a constant loss term and a half-zero weight mask."""
+    """Records hook calls (into ``calls``); adds a constant loss term and a half-zero weight mask."""
 
     order: ClassVar[int] = 20
 
-    def __init__(self, term: float = 0.0, zero_first_half: bool = False) -> None:
+    def __init__(self, term: float = 0.0, zero_first_half: bool = False, calls: list[str] | None = None) -> None:
         self.term = term
         self.zero_first_half = zero_first_half
+        self.calls = [] if calls is None else calls
         self.seen: dict[str, Tensor] = {}
 
     def build(self, module: nn.Module) -> nn.Module:
         return nn.Linear(2, 2)
 
     def transform_batch(self, batch: FaceBatch, module: nn.Module) -> FaceBatch:
-        CALLS.append(f"{self.name}.transform")
+        self.calls.append(f"{self.name}.transform")
         return batch
 
-    def sample_weights(self, batch, out, module):  # type: ignore[no-untyped-def]
-        CALLS.append(f"{self.name}.weights")
+    def sample_weights(self, ctx, module):  # type: ignore[no-untyped-def]
+        self.calls.append(f"{self.name}.weights")
         if not self.zero_first_half:
             return None
-        w = torch.ones(len(batch))
-        w[: len(batch) // 2] = 0
+        w = torch.ones(len(ctx.batch))
+        w[: len(ctx.batch) // 2] = 0
         return w
 
-    def loss_terms(self, batch, out, module):  # type: ignore[no-untyped-def]
-        CALLS.append(f"{self.name}.terms")
-        self.seen["per_sample"] = out.per_sample_loss.detach().clone()
+    def loss_terms(self, ctx, module):  # type: ignore[no-untyped-def]
+        self.calls.append(f"{self.name}.terms")
+        self.seen["per_sample"] = ctx.output.per_sample_loss.detach().clone()
+        self.seen["weights"] = ctx.weights
         # Depends on a built parameter so the method's module receives a gradient.
         p = self.parts(module).weight
         return {"bonus": torch.tensor(self.term) + 0.0 * p.sum()}
@@ -55,11 +54,20 @@ class Early(Recorder):
 
 
 class Needy(Method):
-    requires: ClassVar[tuple[str, ...]] = ("Early",)
+    requires: ClassVar[tuple[str, ...]] = ("early",)
 
 
 class Rival(Method):
-    conflicts_with: ClassVar[tuple[str, ...]] = ("Recorder",)
+    conflicts_with: ClassVar[tuple[str, ...]] = ("recorder",)
+
+
+class Twin(Method):
+    order: ClassVar[int] = 20  # the same as Recorder's
+
+
+class WantsGroups(Method):
+    def needs(self) -> frozenset[str]:
+        return frozenset({"group", "full_logits"})
 
 
 def _fit_one_batch(tmp_path, methods: list[Method]) -> tuple:
@@ -70,10 +78,10 @@ def _fit_one_batch(tmp_path, methods: list[Method]) -> tuple:
 
 
 def test_methods_run_in_order_and_register_modules(tmp_path) -> None:
-    CALLS.clear()
-    late, early = Recorder(), Early()
+    calls: list[str] = []
+    late, early = Recorder(calls=calls), Early(calls=calls)
     module, _ = _fit_one_batch(tmp_path, [late, early])
-    assert CALLS == ["early.transform", "recorder.transform", "early.weights", "recorder.weights", "early.terms", "recorder.terms"]
+    assert calls == ["early.transform", "recorder.transform", "early.weights", "recorder.weights", "early.terms", "recorder.terms"]
     assert set(module.method_modules) == {"early", "recorder"}
     assert "method_modules.recorder.weight" in module.state_dict()
 
@@ -93,16 +101,50 @@ def test_sample_weights_reach_the_reducer(tmp_path) -> None:
     expected = per_sample[len(per_sample) // 2 :].mean()
     assert torch.isclose(trainer.callback_metrics["train/loss/ce"], expected, atol=1e-5)
     assert not torch.isclose(expected, per_sample.mean(), atol=1e-4)
+    assert method.seen["weights"] is not None and method.seen["weights"].sum() == len(per_sample) // 2
 
 
 def test_requires_and_conflicts_are_checked() -> None:
-    with pytest.raises(ValueError, match="Needy requires Early"):
+    with pytest.raises(ValueError, match="needy requires early"):
         check_methods([Needy()])
-    with pytest.raises(ValueError, match="Rival cannot be combined with Recorder"):
+    with pytest.raises(ValueError, match="rival cannot be combined with recorder"):
         check_methods([Rival(), Recorder()])
     with pytest.raises(ValueError, match="2 times"):
         check_methods([Recorder(), Recorder()])
+    with pytest.raises(ValueError, match="recorder and twin both have order 20|twin and recorder both have order 20"):
+        check_methods([Recorder(), Twin()])
     assert [type(m).__name__ for m in check_methods([Needy(), Early()])] == ["Early", "Needy"]
+
+
+def test_needs_are_checked_with_the_method_named() -> None:
+    check_needs([WantsGroups()], {"group": True, "full_logits": True})
+    check_needs([WantsGroups()], {})  # needs the run cannot tell are left to the method
+    with pytest.raises(ValueError, match="method wantsgroups needs group"):
+        check_needs([WantsGroups()], {"group": False, "full_logits": True})
+    with pytest.raises(ValueError, match="method wantsgroups needs full_logits"):
+        check_needs([WantsGroups()], {"group": True, "full_logits": False})
+
+
+def test_needs_missing_from_the_data_fail_at_setup(tmp_path) -> None:
+    """A source without groups is refused before the first step, naming the method."""
+    data = tiny_data()
+    data.setup("fit")
+    data.train_set = _WithoutGroup(data.train_set)
+    trainer = tiny_trainer(tmp_path, callbacks=[WantsGroups()], max_steps=1, limit_val_batches=0)
+    with pytest.raises(ValueError, match="method wantsgroups needs group"):
+        trainer.fit(tiny_module(), datamodule=data)
+    assert trainer.global_step == 0
+
+
+class _WithoutGroup(torch.utils.data.Dataset):
+    def __init__(self, inner: torch.utils.data.Dataset) -> None:
+        self.inner = inner
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> dict:
+        return {k: v for k, v in self.inner[i].items() if k != "group"}
 
 
 def test_reducer() -> None:

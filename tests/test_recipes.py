@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fr_lightning.cli import cli_main
-from fr_lightning.methods import Distillation
+from fr_lightning.methods import KD
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
@@ -23,11 +23,11 @@ SMALL = [
 ]
 
 
-def _kd_teacher(tmp_path: Path) -> list[str]:
-    """A random-weight teacher checkpoint with recipes/kd.yaml's teacher architecture and identities."""
-    cli = cli_main(["--config", str(ROOT / "recipes" / "kd.yaml"), "--trainer.logger=false"], run=False)
-    distill = next(cb for cb in cli.trainer.callbacks if isinstance(cb, Distillation))
-    backbone = distill.teacher_backbone
+def _kd_teacher(tmp_path: Path, recipe: str = "kd") -> list[str]:
+    """A random-weight teacher checkpoint with the recipe's teacher architecture and identities."""
+    cli = cli_main(["--config", str(ROOT / "recipes" / f"{recipe}.yaml"), "--trainer.logger=false"], run=False)
+    kd = next(cb for cb in cli.trainer.callbacks if isinstance(cb, KD))
+    backbone = kd.teacher_backbone
     assert backbone is not None
     state = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
     state["classifier.weight"] = torch.randn(cli.datamodule.num_classes, int(backbone.embedding_dim))
@@ -37,7 +37,7 @@ def _kd_teacher(tmp_path: Path) -> list[str]:
 
 
 #: Extra arguments a recipe needs to run (e.g. files it points to), built per test.
-EXTRA_ARGS = {"kd": _kd_teacher}
+EXTRA_ARGS = {"kd": _kd_teacher, "lowres-kd": lambda tmp: _kd_teacher(tmp, "lowres-kd")}
 
 
 def test_recipe_list_is_not_empty() -> None:

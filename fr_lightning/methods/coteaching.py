@@ -1,4 +1,4 @@
-"""Noisy-label co-teaching with a mean-point ensemble and flip-based small-loss selection (METHODS.md §6)."""
+"""Noisy-label co-teaching with a mean-point ensemble and flip-based small-loss selection (docs/methods.md)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from fr_lightning.batch import FaceBatch
+from fr_lightning.batch import StepContext, StepOutput
+from fr_lightning.criterion import Criterion, scoring_pass, training_pass
 from fr_lightning.functional.noisy import (
     forget_rate,
     mean_point_agreement,
@@ -21,10 +21,10 @@ from fr_lightning.functional.noisy import (
     small_loss_mask,
 )
 from fr_lightning.functional.reduce import reduce_loss
-from fr_lightning.methods.base import Method
+from fr_lightning.methods.base import Method, register
 
 if TYPE_CHECKING:
-    from fr_lightning.module import FaceRecognitionModule, StepOutput
+    from fr_lightning.module import FaceRecognitionModule
 
 
 def _fresh_copy(net: nn.Module) -> nn.Module:
@@ -61,20 +61,27 @@ class MeanEmbedding(nn.Module):
         return 0.5 * (self.backbone(images) + self.peer(images))
 
 
+@register
 class CoTeaching(Method):
     """Two peers pick each other's clean samples: small-loss selection on flipped images + mean-point agreement.
 
     The module's backbone + classifier is peer 1; :meth:`build` registers peer 2 (a freshly
     initialised copy of both) in ``module.method_modules["coteaching"]``, so it joins the
-    optimizer and checkpoints. Both peers share the module's margin head. Each step:
+    optimizer and checkpoints. Both peers share the module's margin head and go through the same
+    forward path (:class:`~fr_lightning.criterion.Criterion`). Each step:
 
-    1. *Selection.* Without gradient, both peers score the horizontally flipped batch:
+    1. *Selection.* Both peers score the horizontally flipped batch in scoring mode (margin-free
+       logits, no BatchNorm or head-state update, no graph):
        ``ℓ = (1−λ)(CE₁ + CE₂) + λ(KL(p₂‖p₁) + KL(p₁‖p₂))``, and the ``⌊(1 − R)·B⌋`` smallest are
-       kept (``batch`` mode). In ``epoch`` mode one scoring pass over the training loader at each
-       epoch start ranks the whole set and the step looks its samples up by ``batch.index``.
+       kept (``batch`` mode). When the batch holds several views of each sample
+       (``batch.views``, e.g. with ``lowres``), a sample's score is the mean over its views and
+       all its views are kept or dropped together. In ``epoch`` mode one scoring pass over the
+       training loader at each epoch start ranks the whole set and the step looks its samples up
+       by ``batch.index``.
     2. *Loss.* Peer 1's per-sample loss is masked through :meth:`sample_weights` (the module's
-       one reducer); peer 2's per-sample loss (its own forward, the module's head) is reduced
-       with the same mask by :func:`~fr_lightning.functional.reduce.reduce_loss`
+       one reducer); peer 2 runs the same training-mode pass (with the stacked methods' target
+       margins) and its per-sample loss is reduced with the same combined weights of all
+       stacked methods (``ctx.weights``) by :func:`~fr_lightning.functional.reduce.reduce_loss`
        (``train/loss/coteaching/peer_ce``). The agreement ``MSE(z₁, z̄) + MSE(z₂, z̄)`` on the two
        peers' logits covers every sample (``train/loss/coteaching/agreement``). An empty
        selection gives an exact zero supervised loss (the reducer's guard).
@@ -84,13 +91,15 @@ class CoTeaching(Method):
     batch carries ``clean_labels`` (label noise injected by the data module),
     ``train/coteaching/precision`` and ``train/coteaching/recall`` of the selected set.
 
-    Inference uses the module's own backbone. With ``export_mean`` the fit also writes
+    The evaluation embedding (validation, test, predict, export) is the module's own backbone
+    (``eval_embedding: own``) or the mean of both peers' embeddings (``eval_embedding: mean``,
+    a :class:`MeanEmbedding`). With ``export_mean`` the fit also writes
     ``<default_root_dir>/coteaching_mean_embedding.pt``: the state_dict of a
-    :class:`MeanEmbedding` (``backbone.*`` and ``peer.*``) whose forward averages both peers'
-    embeddings; :meth:`mean_embedding` builds the same network from a trained module.
+    :class:`MeanEmbedding` (``backbone.*`` and ``peer.*``); :meth:`mean_embedding` builds the
+    same network from a trained module.
 
     With a sampled ``PartialFC`` the peers share the classes peer 1 sampled in each forward pass
-    (peer 2's classifier reuses ``last_index``), so their logits cover the same columns.
+    (``StepOutput.class_index``), so their logits cover the same columns.
 
     Args:
         forget_rate: τ, the final fraction of each batch (or of the set) dropped; about the
@@ -104,9 +113,12 @@ class CoTeaching(Method):
         freeze_after: ``epoch`` mode only: stop re-scoring after this epoch and keep the last
             selection (None = re-score every epoch).
         export_mean: also save the mean-of-peers embedding network at the end of the fit.
+        eval_embedding: the evaluation embedding: ``own`` (peer 1, the module's backbone) or
+            ``mean`` (the mean of both peers' raw embeddings).
     """
 
-    order = 60
+    name = "coteaching"
+    order = 30
 
     def __init__(
         self,
@@ -118,6 +130,7 @@ class CoTeaching(Method):
         mode: Literal["batch", "epoch"] = "batch",
         freeze_after: int | None = None,
         export_mean: bool = False,
+        eval_embedding: Literal["own", "mean"] = "own",
     ) -> None:
         super().__init__()
         if not 0.0 <= forget_rate <= 1.0:
@@ -128,6 +141,8 @@ class CoTeaching(Method):
             raise ValueError(f"CoTeaching: ramp_unit must be 'epoch' or 'step', got {ramp_unit!r}")
         if mode not in ("batch", "epoch"):
             raise ValueError(f"CoTeaching: mode must be 'batch' or 'epoch', got {mode!r}")
+        if eval_embedding not in ("own", "mean"):
+            raise ValueError(f"CoTeaching: eval_embedding must be 'own' or 'mean', got {eval_embedding!r}")
         self.forget_rate = float(forget_rate)
         self.ramp = int(ramp)
         self.ramp_unit = ramp_unit
@@ -136,11 +151,14 @@ class CoTeaching(Method):
         self.mode = mode
         self.freeze_after = freeze_after
         self.export_mean = export_mean
+        self.eval_embedding = eval_embedding
         #: ``epoch`` mode: selection over the whole training set, indexed by dataset index.
         self.keep: Tensor | None = None
         self.scored_epoch = -1
-        self._mask: Tensor | None = None
-        self._index: Tensor | None = None
+
+    def needs(self) -> frozenset[str]:
+        """A second network (the peer); the dataset index in ``epoch`` mode."""
+        return frozenset({"second_network", "index"} if self.mode == "epoch" else {"second_network"})
 
     # ------------------------------------------------------------------ build
     def build(self, module: "FaceRecognitionModule") -> nn.Module:
@@ -153,35 +171,32 @@ class CoTeaching(Method):
         t = trainer.current_epoch if self.ramp_unit == "epoch" else trainer.global_step
         return forget_rate(t, self.forget_rate, self.ramp)
 
-    def peer_forward(
-        self, module: "FaceRecognitionModule", images: Tensor, labels: Tensor, index: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """Peer 2's logits ``[B, C]`` and per-sample supervised loss ``[B]`` (the module's head and loss path).
+    def peer_criterion(self, module: "FaceRecognitionModule") -> Criterion:
+        """Peer 2's classifier with the module's (shared) margin head."""
+        return Criterion(self.parts(module)["classifier"], module.head)
 
-        ``index``: peer 1's sampled classes (a sampled PartialFC), reused so both peers' logits
-        cover the same columns.
+    def peer_forward(
+        self,
+        module: "FaceRecognitionModule",
+        images: Tensor,
+        labels: Tensor,
+        target_margin: Tensor | None = None,
+        class_index: Tensor | None = None,
+    ) -> StepOutput:
+        """Peer 2's training-mode pass: the module's forward path with the peer's backbone and classifier.
+
+        ``class_index``: peer 1's sampled classes (a sampled PartialFC), reused so both peers'
+        logits cover the same columns.
         """
         peer = self.parts(module)
-        embeddings = peer["backbone"](images)
-        if index is not None:
-            cosine, target = peer["classifier"](embeddings, labels, index=index)
-        else:
-            cosine, target = peer["classifier"](embeddings, labels)
-        rows = peer["classifier"].rows(embeddings) if hasattr(peer["classifier"], "rows") else embeddings
-        norms, unit = rows.float().norm(dim=1), F.normalize(rows.float(), dim=1)
-        logits = module.head(cosine, target, norms=norms, embeddings=unit)
-        per_sample = module.head.loss(cosine, target, norms=norms, embeddings=unit)
-        if per_sample is None:
-            per_sample = peer["classifier"].cross_entropy(logits, target)
-        return logits, per_sample
+        return training_pass(peer["backbone"], self.peer_criterion(module), images, labels, target_margin, class_index)
 
-    @torch.no_grad()
     def score(self, module: "FaceRecognitionModule", images: Tensor, labels: Tensor) -> Tensor:
-        """Selection scores ``[B]`` of both peers on the horizontally flipped ``images`` (no gradient)."""
+        """Selection scores ``[B]`` of both peers on the horizontally flipped ``images`` (scoring mode)."""
         flipped = torch.flip(images, dims=[3])
-        out = module.forward_train(flipped, labels)
-        logits2, ce2 = self.peer_forward(module, flipped, labels, getattr(module.classifier, "last_index", None))
-        return selection_score(out.per_sample_loss, ce2, out.logits, logits2, self.lam)
+        out1 = scoring_pass(module.backbone, module.criterion, flipped, labels)
+        out2 = scoring_pass(self.parts(module)["backbone"], self.peer_criterion(module), flipped, labels, out1.class_index)
+        return selection_score(out1.per_sample_loss, out2.per_sample_loss, out1.logits, out2.logits, self.lam)
 
     @torch.no_grad()
     def score_dataset(self, trainer: pl.Trainer, module: "FaceRecognitionModule") -> Tensor:
@@ -200,21 +215,21 @@ class CoTeaching(Method):
         )
         n = len(loader.dataset)  # type: ignore[arg-type]
         scores = torch.full((n,), float("inf"))
-        was_training = module.training
-        module.eval()  # BN running statistics are not updated by the scoring pass
-        try:
-            for batch in loader:
-                index = batch.require("index", "CoTeaching(mode='epoch')")
-                batch = batch.to(module.device)
-                scores[index.cpu()] = self.score(module, batch.images, batch.labels).float().cpu()
-        finally:
-            module.train(was_training)
+        # Scoring mode: batch statistics, no running-statistic or head-state update.
+        for batch in loader:
+            index = batch.require("index", "CoTeaching(mode='epoch')")
+            batch = batch.to(module.device)
+            scores[index.cpu()] = self.score(module, batch.images, batch.labels).float().cpu()
         # Samples never scored (inf) rank last: they are dropped first.
         return small_loss_mask(scores, self.current_rate(trainer))
 
     def mean_embedding(self, module: "FaceRecognitionModule") -> MeanEmbedding:
         """Inference network averaging both peers' embeddings (shares the module's weights)."""
         return MeanEmbedding(module.backbone, self.parts(module)["backbone"])
+
+    def embedding_network(self, module: "FaceRecognitionModule") -> nn.Module | None:
+        """The mean of both peers with ``eval_embedding: mean``; None (the module's backbone) otherwise."""
+        return self.mean_embedding(module) if self.eval_embedding == "mean" else None
 
     # ------------------------------------------------------------- callbacks
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -236,21 +251,21 @@ class CoTeaching(Method):
             torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, path)
 
     # ---------------------------------------------------------- Method hooks
-    def sample_weights(self, batch: FaceBatch, out: "StepOutput", module: "FaceRecognitionModule") -> Tensor:
+    def sample_weights(self, ctx: StepContext, module: "FaceRecognitionModule") -> Tensor:
         """The 0/1 selection mask ``[B]`` (peer 1's loss goes through the module's reducer with it)."""
+        batch = ctx.batch
         rate = self.current_rate(module.trainer)
-        # Peer 1's sampled classes of this training step (a sampled PartialFC), before scoring resamples.
-        self._index = getattr(module.classifier, "last_index", None)
         if self.mode == "epoch":
             if self.keep is None:
                 raise RuntimeError("CoTeaching(mode='epoch'): no selection yet (on_train_epoch_start did not run)")
             index = batch.require("index", "CoTeaching(mode='epoch')")
             mask = self.keep.to(index.device)[index]
         else:
-            mask = self.score(module, batch.images, batch.labels)
-            mask = small_loss_mask(mask, rate)
+            scores = self.score(module, batch.images, batch.labels)
+            # Views of one sample (batch.views) are ranked together by their mean score.
+            per_sample = scores.view(batch.views, batch.samples).mean(0)
+            mask = small_loss_mask(per_sample, rate).repeat(batch.views)
         mask = mask & (batch.labels >= 0)
-        self._mask = mask
         n = len(batch)
         module.log("train/coteaching/forget_rate", float(rate), batch_size=n)
         module.log("train/coteaching/selected", mask.float().mean(), batch_size=n)
@@ -260,15 +275,13 @@ class CoTeaching(Method):
             module.log("train/coteaching/recall", recall, batch_size=n, on_step=False, on_epoch=True)
         return mask.float()
 
-    def loss_terms(self, batch: FaceBatch, out: "StepOutput", module: "FaceRecognitionModule") -> dict[str, Tensor]:
-        """``peer_ce``: peer 2's masked supervised loss; ``agreement``: the mean-point term on all samples."""
-        mask = self._mask if self._mask is not None else torch.ones(len(batch), dtype=torch.bool, device=batch.labels.device)
-        self._mask = None
-        index, self._index = self._index, None
-        logits2, per_sample2 = self.peer_forward(module, batch.images, batch.labels, index)
-        terms = {"peer_ce": reduce_loss(per_sample2, mask.float(), valid=batch.labels >= 0)}
+    def loss_terms(self, ctx: StepContext, module: "FaceRecognitionModule") -> dict[str, Tensor]:
+        """``peer_ce``: peer 2's loss reduced with every method's weights; ``agreement``: the mean-point term on all samples."""
+        batch, out = ctx.batch, ctx.output
+        peer = self.peer_forward(module, batch.images, batch.labels, ctx.target_margin, out.class_index)
+        terms = {"peer_ce": reduce_loss(peer.per_sample_loss, ctx.weights, valid=batch.labels >= 0)}
         if self.agreement_weight > 0:
-            terms["agreement"] = self.agreement_weight * mean_point_agreement(out.logits, logits2)
+            terms["agreement"] = self.agreement_weight * mean_point_agreement(out.logits, peer.logits)
         return terms
 
     # ---------------------------------------------------------- checkpointing

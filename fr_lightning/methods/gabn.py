@@ -1,4 +1,4 @@
-"""GABN: gradient-attention balance between demographic groups (METHODS.md §4, a reconstruction)."""
+"""GABN: gradient-attention balance between demographic groups (docs/methods.md, a reconstruction)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
-from fr_lightning.batch import FaceBatch
+from fr_lightning.batch import StepContext
 from fr_lightning.functional.gabn import (
     attention_area,
     erase_cells,
@@ -21,11 +21,11 @@ from fr_lightning.functional.gabn import (
     warmup_factor,
 )
 from fr_lightning.functional.reduce import reduce_loss
-from fr_lightning.methods.base import Method
+from fr_lightning.methods.base import Method, register
 from fr_lightning.methods.features import feature_map_shape
 
 if TYPE_CHECKING:
-    from fr_lightning.module import FaceRecognitionModule, StepOutput
+    from fr_lightning.module import FaceRecognitionModule
 
 #: Warm-up length when an epoch has no known length (an iterable data set).
 FALLBACK_WARMUP_STEPS: int = 1000
@@ -43,8 +43,9 @@ class GroupDiscriminator(nn.Module):
         return self.net(gam.flatten(1) * gam.shape[1] * gam.shape[2])
 
 
+@register
 class GABN(Method):
-    """GABN (reconstruction, METHODS.md §4): make where the network looks independent of the group.
+    """GABN (reconstruction, docs/methods.md): make where the network looks independent of the group.
 
     This is our reconstruction from the method description, not a port of released code.
 
@@ -59,7 +60,8 @@ class GABN(Method):
       (the discriminator's cross-entropy times ``adversarial_weight``).
     * **top-N erasing** (``erase``): after the warm-up, a random fraction ``erase_fraction`` of
       the batch has its ``top_n`` most attended cells erased (mask computed without gradient) and
-      is classified again; term ``erased_ce`` (mean loss of those samples times ``erase_weight``).
+      is classified again (a training-mode pass with the stacked methods' target margins); term
+      ``erased_ce`` (mean loss of those samples times ``erase_weight``).
 
     Logged: ``train/gabn/disc_acc`` (tends to chance ``1/num_groups`` when maps are balanced),
     ``train/gabn/area_g<k>`` (mean fraction of cells above the uniform level for group ``k``),
@@ -81,7 +83,8 @@ class GABN(Method):
         warmup: warm-up length in optimizer steps; None = one epoch.
     """
 
-    order = 80
+    name = "gabn"
+    order = 50
 
     def __init__(
         self,
@@ -120,8 +123,10 @@ class GABN(Method):
         self.fill = fill
         self.warmup = warmup
         self._warmup_steps = warmup if warmup is not None else FALLBACK_WARMUP_STEPS
-        # The module keeps the backbone's last-stage feature map for the attention maps.
-        self.uses_features = True
+
+    def needs(self) -> frozenset[str]:
+        """The feature map (attention maps), group labels, and each sample's target logit on its own rank."""
+        return frozenset({"features", "group", "local_logits"})
 
     # ------------------------------------------------------------------ setup
     def build(self, module: "FaceRecognitionModule") -> nn.Module | None:
@@ -146,16 +151,13 @@ class GABN(Method):
         return warmup_factor(step, self._warmup_steps)
 
     # -------------------------------------------------------------- Method hooks
-    def loss_terms(self, batch: FaceBatch, out: "StepOutput", module: "FaceRecognitionModule") -> dict[str, Tensor]:
+    def loss_terms(self, ctx: StepContext, module: "FaceRecognitionModule") -> dict[str, Tensor]:
         """``adversarial`` and ``erased_ce`` (each only when its part is on and active)."""
+        batch, out = ctx.batch, ctx.output
         group = batch.require("group", "GABN").to(out.embeddings.device).long()
-        if out.features is None:
-            raise RuntimeError("GABN: the module did not keep the backbone's feature map (feature_layer hook missing)")
-        if out.cosine.shape[0] != len(batch):
-            raise RuntimeError(
-                "GABN does not work with a classifier sharded across ranks (PartialFC on several devices): "
-                "the target logit of a local sample may live on another rank. Use FullFC, or PartialFC on one device."
-            )
+        if out.features is None or out.cosine.shape[0] != len(batch):
+            # needs() is checked at setup; this guards direct calls outside a trainer.
+            raise RuntimeError("GABN needs the feature map and each sample's logits on its own rank (see needs())")
         if int(group.max()) >= self.num_groups or int(group.min()) < 0:
             raise ValueError(f"GABN: group labels must be in 0..{self.num_groups - 1} (num_groups), got {group.unique().tolist()}")
         step = module.trainer.global_step if module._trainer is not None else 0
@@ -180,7 +182,8 @@ class GABN(Method):
             if k > 0:
                 chosen = torch.randperm(bsz, device=group.device)[:k]
                 erased = erase_cells(batch.images[chosen], top_cells(gam[chosen], self.top_n), self.fill)
-                again = module.forward_train(erased, batch.labels[chosen])
+                margin = None if ctx.target_margin is None else ctx.target_margin[chosen]
+                again = module.forward_train(erased, batch.labels[chosen], margin)
                 terms["erased_ce"] = self.erase_weight * reduce_loss(again.per_sample_loss, valid=batch.labels[chosen] >= 0)
             else:  # an exact zero keeps the logged keys stable from the first step
                 terms["erased_ce"] = out.per_sample_loss.sum() * 0.0

@@ -1,4 +1,4 @@
-"""Knowledge distillation from a frozen teacher: feature, ND and calibrated logit terms (METHODS.md §7)."""
+"""KD: knowledge distillation from a frozen teacher: feature, ND and calibrated logit terms (docs/methods.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
-from fr_lightning.batch import FaceBatch
+from fr_lightning.batch import FaceBatch, StepContext
 from fr_lightning.functional.distill import (
     calibrate_reorder,
     calibrate_translate,
@@ -18,27 +18,30 @@ from fr_lightning.functional.distill import (
     nd_loss,
     teacher_class_means,
 )
-from fr_lightning.methods.base import Method
+from fr_lightning.methods.base import Method, register
 from fr_lightning.methods.teacher import Teacher, load_teacher
 from fr_lightning.utils.rundir import run_dir
 
 if TYPE_CHECKING:
-    from fr_lightning.module import FaceRecognitionModule, StepOutput
+    from fr_lightning.module import FaceRecognitionModule
 
 #: Name of the class-means cache written beside the run.
 CACHE_NAME = "kd_class_means.pt"
 
 
-class Distillation(Method):
-    """Teaches the student (the module's backbone) from a frozen teacher network.
+@register
+class KD(Method):
+    """Knowledge distillation: teaches the student (the module's backbone) from a frozen teacher network.
 
     The teacher is loaded lazily at setup from ``teacher`` (see
     :func:`fr_lightning.methods.teacher.load_teacher`), frozen, kept on this callback (never in
     the student's ``state_dict``), moved to the module's device at fit start and run inside the
     training step, so under the same autocast. It sees ``batch.hr_images`` when a method stacked
-    before it (:class:`~fr_lightning.methods.MultiResolution`) set them: HR teacher, LR student.
+    before it (:class:`~fr_lightning.methods.LowRes`) set them: HR teacher, LR student. When the
+    batch holds several views of the same samples (``batch.views``), the teacher embeds each
+    sample once and its embedding serves every view.
 
-    Loss terms (logged as ``train/loss/distillation/<term>``):
+    Loss terms (logged as ``train/loss/kd/<term>``):
 
     * ``feature``: ``1 − cos(P·x_s, x_t)`` (or MSE of the normalised embeddings), where ``P`` is a
       Linear(d_s→d_t) projector registered in ``method_modules`` when the dims differ;
@@ -66,7 +69,8 @@ class Distillation(Method):
         class_means_cache: keep the teacher class means on disk beside the run and reuse them.
     """
 
-    order = 60
+    name = "kd"
+    order = 40
 
     def __init__(
         self,
@@ -85,11 +89,11 @@ class Distillation(Method):
     ) -> None:
         super().__init__()
         if min(feature_weight, nd_weight, logit_weight) < 0 or temperature <= 0 or logit_warmup_epochs < 0:
-            raise ValueError("Distillation: weights and logit_warmup_epochs must be >= 0 and temperature > 0")
+            raise ValueError("KD: weights and logit_warmup_epochs must be >= 0 and temperature > 0")
         if feature_kind not in ("cosine", "mse"):
-            raise ValueError(f"Distillation: feature_kind must be 'cosine' or 'mse', got {feature_kind!r}")
+            raise ValueError(f"KD: feature_kind must be 'cosine' or 'mse', got {feature_kind!r}")
         if calibration not in ("none", "translate", "reorder"):
-            raise ValueError(f"Distillation: calibration must be 'none', 'translate' or 'reorder', got {calibration!r}")
+            raise ValueError(f"KD: calibration must be 'none', 'translate' or 'reorder', got {calibration!r}")
         self.teacher_path = teacher
         self.teacher_backbone = teacher_backbone
         self.feature_weight = float(feature_weight)
@@ -105,6 +109,10 @@ class Distillation(Method):
         self._teacher: Teacher | None = None
         self._class_means: Tensor | None = None
 
+    def needs(self) -> frozenset[str]:
+        """A teacher, and logits over every class for the logit term."""
+        return frozenset({"teacher", "full_logits"} if self.logit_weight > 0 else {"teacher"})
+
     # ---------------------------------------------------------------- teacher
     @property
     def teacher(self) -> Teacher:
@@ -112,7 +120,7 @@ class Distillation(Method):
         if self._teacher is None:
             if not self.teacher_path:
                 raise ValueError(
-                    "Distillation needs a teacher checkpoint: set teacher (e.g. "
+                    "method kd needs teacher: a frozen teacher network; set its checkpoint as teacher (e.g. "
                     "--trainer.callbacks.init_args.teacher=runs/<run>/checkpoints/last.ckpt)"
                 )
             self._teacher = load_teacher(self.teacher_path, self.teacher_backbone)
@@ -132,14 +140,14 @@ class Distillation(Method):
         if self.logit_weight > 0 and not self._shares_identities(module.num_classes):
             have = "no classifier" if self.teacher.centres is None else f"a classifier of {self.teacher.centres.shape[0]} rows"
             raise ValueError(
-                f"Distillation: logit_weight > 0 needs a teacher classifier over the student's "
+                f"KD: logit_weight > 0 needs a teacher classifier over the student's "
                 f"{module.num_classes} identities, but teacher {self.teacher.path} has {have}; set logit_weight: 0"
             )
         if d_s == d_t:
             return None
         if not self.projector:
             raise ValueError(
-                f"Distillation: student embedding_dim {d_s} differs from teacher {self.teacher.path}'s {d_t}; "
+                f"KD: student embedding_dim {d_s} differs from teacher {self.teacher.path}'s {d_t}; "
                 "set projector: true (a Linear d_s->d_t) or use a student with the teacher's embedding size"
             )
         return nn.Linear(d_s, d_t)
@@ -170,7 +178,7 @@ class Distillation(Method):
         """One teacher pass over the training set (every rank sees the whole set: same result everywhere)."""
         datamodule = trainer.datamodule
         if datamodule is None or not hasattr(datamodule, "train_dataloader"):
-            raise ValueError("Distillation: ND without a teacher classifier needs a data module to compute class means")
+            raise ValueError("KD: ND without a teacher classifier needs a data module to compute class means")
         device = module.device
 
         def batches() -> Any:
@@ -193,13 +201,22 @@ class Distillation(Method):
             return float(trainer.current_epoch)
         return trainer.global_step / per_epoch
 
-    def loss_terms(self, batch: FaceBatch, out: "StepOutput", module: "FaceRecognitionModule") -> dict[str, Tensor]:
-        """``feature``, ``nd`` and ``logit`` terms (only those with a positive weight)."""
+    def teacher_embeddings(self, batch: FaceBatch) -> Tensor:
+        """Teacher embeddings ``[B, D_t]`` of the batch's HR images, each sample embedded once across views."""
         teacher = self.teacher
         images = batch.hr_images if batch.hr_images is not None else batch.images
         if teacher.device != images.device:
             teacher.to(images.device)
-        x_t = teacher.embed(images).float()
+        n = batch.samples
+        # Views of one sample share its HR source: embed the first view's rows and repeat.
+        x_t = teacher.embed(images[:n] if batch.views > 1 else images).float()
+        return x_t.repeat(batch.views, 1) if batch.views > 1 else x_t
+
+    def loss_terms(self, ctx: StepContext, module: "FaceRecognitionModule") -> dict[str, Tensor]:
+        """``feature``, ``nd`` and ``logit`` terms (only those with a positive weight)."""
+        batch, out = ctx.batch, ctx.output
+        teacher = self.teacher
+        x_t = self.teacher_embeddings(batch)
         x_s = out.embeddings
         proj = module.method_modules[self.name] if self.name in module.method_modules else None
         x_p = proj(x_s) if proj is not None else x_s
@@ -210,24 +227,25 @@ class Distillation(Method):
             if self._class_means is None:
                 self._class_means = teacher.class_means(module.num_classes) if self._shares_identities(module.num_classes) else None
             if self._class_means is None:
-                raise ValueError("Distillation: ND class means are computed at fit start; run it through a Trainer")
+                raise ValueError("KD: ND class means are computed at fit start; run it through a Trainer")
             terms["nd"] = self.nd_weight * nd_loss(x_p, x_t, batch.labels, self._class_means.to(x_p.device))
         if self.logit_weight > 0:
-            terms["logit"] = self._logit_term(batch, out, module, x_t)
+            terms["logit"] = self._logit_term(ctx, module, x_t)
         return terms
 
-    def _logit_term(self, batch: FaceBatch, out: "StepOutput", module: "FaceRecognitionModule", x_t: Tensor) -> Tensor:
+    def _logit_term(self, ctx: StepContext, module: "FaceRecognitionModule", x_t: Tensor) -> Tensor:
+        batch, out = ctx.batch, ctx.output
         num_classes = module.num_classes
         cos_s = out.cosine.float()
-        k = int(getattr(module.classifier, "subcenters", 1))
+        k = int(module.classifier.subcenters)
         if cos_s.shape[1] != num_classes * k:
             raise ValueError(
-                f"Distillation: logit distillation needs cosines over all {num_classes} classes, got "
+                f"KD: logit distillation needs cosines over all {num_classes} classes, got "
                 f"{cos_s.shape[1]} (a sampled/sharded classifier such as PartialFC); set logit_weight: 0"
             )
         if k > 1:
             cos_s = cos_s.view(cos_s.shape[0], num_classes, k).amax(dim=2)
-        scale = float(getattr(module.head, "s", 1.0))
+        scale = module.criterion.scale
         z_s, z_t = scale * cos_s, scale * self.teacher.cosine(x_t, num_classes)
         if self.calibration == "translate":
             z_t = calibrate_translate(z_t, batch.labels, self.delta)
@@ -237,4 +255,4 @@ class Distillation(Method):
         return self.logit_weight * ramp * logit_kd(z_s, z_t, self.temperature)
 
 
-__all__ = ["CACHE_NAME", "Distillation"]
+__all__ = ["CACHE_NAME", "KD"]

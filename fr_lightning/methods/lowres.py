@@ -1,4 +1,4 @@
-"""Multi-resolution training with the LogExp distance (low-resolution face recognition, METHODS.md §5)."""
+"""Multi-resolution training with the LogExp distance (low-resolution face recognition, docs/methods.md)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fr_lightning.batch import FaceBatch
+from fr_lightning.batch import FaceBatch, StepContext
 from fr_lightning.functional.lowres import degrade, logexp_distance, scale_sizes
-from fr_lightning.methods.base import Method
+from fr_lightning.methods.base import Method, register
 
 if TYPE_CHECKING:
-    from fr_lightning.module import FaceRecognitionModule, StepOutput
+    from fr_lightning.module import FaceRecognitionModule
 
 
-class MultiResolution(Method):
+@register
+class LowRes(Method):
     """Trains on a high- and a low-resolution view of every image, pulled together by LogExp.
 
     Each training batch of ``B`` images (the high-resolution view, already randomly mirrored by
@@ -33,14 +34,14 @@ class MultiResolution(Method):
     both views — exactly ½·(CE(HR) + CE(LR)) — and no cross-entropy is computed here. (The
     reducer is a weighted *mean*, so scaling the HR loss by ½ through sample weights would
     cancel out; the joint batch is the exact way.) ``batch.hr_images`` holds the HR source of
-    every row (the HR images twice), so a distillation teacher stacked after this method sees
-    HR faces for both views.
+    every row and ``batch.views`` doubles, so a KD teacher stacked after this method embeds the
+    HR faces once and uses them for both views.
 
     Because of the ``2B`` batch this method runs first (``order = 10``): every method stacked
-    with it sees both views in all its hooks. Logged besides ``train/loss/multiresolution/logexp``:
-    ``train/multiresolution/frac@<r>`` (fraction of the batch drawn at tier ``r``),
-    ``train/multiresolution/ce_hr`` and ``ce_lr`` (the two halves of ``train/loss/ce``) and
-    ``train/multiresolution/gap`` (mean ‖x_H − x_L‖ / ‖x_H‖).
+    with it sees both views in all its hooks. Logged besides ``train/loss/lowres/logexp``:
+    ``train/lowres/frac@<r>`` (fraction of the batch drawn at tier ``r``),
+    ``train/lowres/ce_hr`` and ``ce_lr`` (the two halves of ``train/loss/ce``) and
+    ``train/lowres/gap`` (mean ‖x_H − x_L‖ / ‖x_H‖).
 
     Tiers are given at a 112-px reference (``sizes_relative_to``) and scaled to the training
     image size, so the CPU recipe at 56 px trains at 4, 7 and 10 px — the same fraction of the
@@ -61,6 +62,7 @@ class MultiResolution(Method):
             training images as they are.
     """
 
+    name = "lowres"
     order = 10
 
     def __init__(
@@ -75,13 +77,13 @@ class MultiResolution(Method):
     ) -> None:
         super().__init__()
         if len(sizes) != len(probs) or not sizes:
-            raise ValueError(f"MultiResolution: sizes {list(sizes)} and probs {list(probs)} must be non-empty and of equal length")
+            raise ValueError(f"LowRes: sizes {list(sizes)} and probs {list(probs)} must be non-empty and of equal length")
         if any(s < 0 for s in sizes) or any(q < 0 for q in probs) or sum(probs) <= 0:
-            raise ValueError("MultiResolution: sizes must be >= 0 and probs non-negative with a positive sum")
+            raise ValueError("LowRes: sizes must be >= 0 and probs non-negative with a positive sum")
         if ce_lr_weight < 0 or logexp_weight < 0 or p <= 0:
-            raise ValueError("MultiResolution: ce_lr_weight and logexp_weight must be >= 0 and p > 0")
+            raise ValueError("LowRes: ce_lr_weight and logexp_weight must be >= 0 and p > 0")
         if logexp_mode not in ("pair", "batch"):
-            raise ValueError(f"MultiResolution: logexp_mode must be 'pair' or 'batch', got {logexp_mode!r}")
+            raise ValueError(f"LowRes: logexp_mode must be 'pair' or 'batch', got {logexp_mode!r}")
         self.sizes = [int(s) for s in sizes]
         self.probs = [float(q) for q in probs]
         self.ce_lr_weight = float(ce_lr_weight)
@@ -125,7 +127,7 @@ class MultiResolution(Method):
         for px in sorted(set(tiers)):
             label = "+".join(str(s) for s, t in zip(self.sizes, tiers) if t == px)
             frac = (drawn == px).float().mean().to(hr.device)
-            module.log(f"train/multiresolution/frac@{label}", frac, batch_size=n)
+            module.log(f"train/lowres/frac@{label}", frac, batch_size=n)
         changes: dict[str, Any] = {}
         for f in fields(batch):
             value = getattr(batch, f.name)
@@ -134,32 +136,35 @@ class MultiResolution(Method):
         source = batch.hr_images if batch.hr_images is not None else hr
         changes["hr_images"] = torch.cat([source, source])
         changes["images"] = torch.cat([hr, lr.to(hr.dtype)])
+        changes["views"] = 2 * batch.views
         return batch.replace(**changes)
 
-    def sample_weights(self, batch: FaceBatch, out: "StepOutput", module: "FaceRecognitionModule") -> Tensor | None:
+    def sample_weights(self, ctx: StepContext, module: "FaceRecognitionModule") -> Tensor | None:
         """Weight ``ce_lr_weight`` on the LR rows (None, i.e. all ones, for the paper's 1)."""
-        n = len(batch) // 2
+        out = ctx.output
+        n = len(ctx.batch) // 2
         hr_rows, lr_rows = self.views(n)
         with torch.no_grad():
             loss, valid = out.per_sample_loss.detach().float(), out.labels >= 0
             for name, rows in (("ce_hr", hr_rows), ("ce_lr", lr_rows)):
                 v = valid[rows]
                 value = loss[rows][v].mean() if v.any() else loss.new_zeros(())
-                module.log(f"train/multiresolution/{name}", value, batch_size=n)
+                module.log(f"train/lowres/{name}", value, batch_size=n)
         if self.ce_lr_weight == 1.0:
             return None
         weights = torch.ones(2 * n, device=out.per_sample_loss.device)
         weights[lr_rows] = self.ce_lr_weight
         return weights
 
-    def loss_terms(self, batch: FaceBatch, out: "StepOutput", module: "FaceRecognitionModule") -> dict[str, Tensor]:
+    def loss_terms(self, ctx: StepContext, module: "FaceRecognitionModule") -> dict[str, Tensor]:
         """``logexp``: λ·LogExp(x_H, x_L) on the raw embeddings of the two views."""
-        n = len(batch) // 2
+        out = ctx.output
+        n = len(ctx.batch) // 2
         hr_rows, lr_rows = self.views(n)
         x_h, x_l = out.embeddings[hr_rows].float(), out.embeddings[lr_rows].float()
         with torch.no_grad():
             gap = ((x_h - x_l).norm(dim=1) / x_h.norm(dim=1).clamp_min(1e-6)).mean()
-            module.log("train/multiresolution/gap", gap, batch_size=n)
+            module.log("train/lowres/gap", gap, batch_size=n)
         if self.logexp_weight == 0.0:
             return {}
         return {"logexp": self.logexp_weight * logexp_distance(x_h, x_l, p=self.p, mode=self.logexp_mode)}

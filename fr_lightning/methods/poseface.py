@@ -1,14 +1,13 @@
-"""PoseFace: landmark-based pose disentangling and a pose-adaptive loss (METHODS.md §3, a reconstruction)."""
+"""PoseFace: landmark-based pose disentangling and a pose-adaptive loss (docs/methods.md, a reconstruction)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fr_lightning.batch import FaceBatch
+from fr_lightning.batch import FaceBatch, StepContext
 from fr_lightning.functional.pose import (
     PoseHistogram,
     decorrelation_loss,
@@ -17,12 +16,12 @@ from fr_lightning.functional.pose import (
     pose_weights,
     yaw_proxy,
 )
-from fr_lightning.methods.base import Method
+from fr_lightning.methods.base import Method, register
 from fr_lightning.methods.features import feature_channels
 from fr_lightning.utils.dist import all_reduce_sum
 
 if TYPE_CHECKING:
-    from fr_lightning.module import FaceRecognitionModule, StepOutput
+    from fr_lightning.module import FaceRecognitionModule
 
 #: Number of |yaw| bins of the EMA pose histogram.
 POSE_BINS: int = 9
@@ -56,8 +55,9 @@ class PoseBranch(nn.Module):
         return code, self.regressor(code)
 
 
+@register
 class PoseFace(Method):
-    """PoseFace (reconstruction, METHODS.md §3): split pose away from identity and up-weight rare poses.
+    """PoseFace (reconstruction, docs/methods.md): split pose away from identity and up-weight rare poses.
 
     This is our reconstruction from the method description, not a port of released code.
 
@@ -90,7 +90,8 @@ class PoseFace(Method):
         disentangle: build the pose branch and add the ``pose`` and ``decorrelation`` terms.
     """
 
-    order = 60
+    name = "poseface"
+    order = 20
 
     def __init__(
         self,
@@ -116,8 +117,10 @@ class PoseFace(Method):
         self.adaptive = adaptive
         self.margin_delta = float(margin_delta)
         self.disentangle = bool(disentangle)
-        # The module keeps the last-stage feature map only when the pose branch needs it.
-        self.uses_features = self.disentangle
+
+    def needs(self) -> frozenset[str]:
+        """Landmarks; the feature map too when the pose branch is on."""
+        return frozenset({"landmarks", "features"} if self.disentangle else {"landmarks"})
 
     # ------------------------------------------------------------------ helpers
     def _yaw(self, batch: FaceBatch) -> Tensor:
@@ -138,26 +141,31 @@ class PoseFace(Method):
             return None
         return pose_margins(self._yaw(batch), 0.0, self.margin_delta).to(batch.images.device)
 
-    def sample_weights(self, batch: FaceBatch, out: "StepOutput", module: "FaceRecognitionModule") -> Tensor | None:
-        """Update the EMA histogram with this batch (all ranks) and return the rarity weights."""
+    def sample_weights(self, ctx: StepContext, module: "FaceRecognitionModule") -> Tensor | None:
+        """Update the EMA histogram with this batch (all ranks) and return the rarity weights.
+
+        Several views of one sample (``batch.views``) count once in the histogram.
+        """
+        batch = ctx.batch
         yaw = self._yaw(batch)
         module.log("train/poseface/yaw_abs", yaw.abs().mean(), batch_size=len(batch))
         if self.adaptive != "weights":
             return None
         hist: PoseHistogram = self.parts(module).histogram
         # Counts summed over ranks: every rank keeps the same histogram (buffers stay in sync).
-        freq = hist.update_counts(all_reduce_sum(hist.counts(yaw)))
+        freq = hist.update_counts(all_reduce_sum(hist.counts(yaw[: batch.samples])))
         weights = pose_weights(yaw, freq, self.gamma)
         module.log("train/poseface/weight_max", weights.max(), batch_size=len(batch))
         return weights
 
-    def loss_terms(self, batch: FaceBatch, out: "StepOutput", module: "FaceRecognitionModule") -> dict[str, Tensor]:
+    def loss_terms(self, ctx: StepContext, module: "FaceRecognitionModule") -> dict[str, Tensor]:
         """``pose`` (smooth-L1 landmark regression) and ``decorrelation`` (identity vs pose code)."""
         if not self.disentangle:
             return {}
+        batch, out = ctx.batch, ctx.output
         landmarks = batch.require("landmarks", "PoseFace")
         if out.features is None:
-            raise RuntimeError("PoseFace: the module did not keep the backbone's feature map (feature_layer hook missing)")
+            raise RuntimeError("PoseFace: the module did not keep the backbone's feature map (needs() lists \"features\")")
         code, pred = self.parts(module)(out.features)
         target = normalize_landmarks(landmarks).to(pred.device)
         pose = F.smooth_l1_loss(pred.float(), target)
