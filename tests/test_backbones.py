@@ -268,3 +268,22 @@ def test_classes_build_from_yaml(class_path: str, init_args: dict, expected: typ
     model = instantiate(cfg).backbone
     assert isinstance(model, expected)
     assert model(_images()).shape == (2, 512)
+
+
+# Recorded with the backbones as they were before forward() was split into forward_features +
+# forward_head (commit a418efb): the split must not change what a seeded network computes.
+BEFORE_SPLIT = {
+    "iresnet18": ([1.22641, 0.30006, -0.30914, -0.64023], 108.2842),
+    "mobilefacenet": ([-0.96087, 0.68436, -1.64752, -0.71864], 110.7449),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BEFORE_SPLIT))
+def test_outputs_match_those_recorded_before_the_forward_split(name: str) -> None:
+    torch.manual_seed(0)
+    model = BACKBONES[name](width=0.125, input_size=56, embedding_dim=32).train()
+    with torch.no_grad():
+        out = model(_images(batch=4))
+    first, abs_sum = BEFORE_SPLIT[name]
+    torch.testing.assert_close(out[0, :4], torch.tensor(first), rtol=1e-4, atol=1e-4)
+    assert abs(float(out.abs().sum()) - abs_sum) < 1e-2
