@@ -11,7 +11,7 @@ import numpy as np
 from fr_lightning.eval.ijb.meta import IJBSet
 from fr_lightning.eval.ijb.protocol import IJB_FARS, identify_open_set, insightface_roc, pool_templates, tar_table, template_pair_scores
 
-__all__ = ["evaluate_ijb", "format_table", "log_wandb", "roc_points"]
+__all__ = ["evaluate_ijb", "format_table", "log_wandb", "roc_points", "write_json"]
 
 
 def roc_points(fpr: np.ndarray, tpr: np.ndarray, n: int = 200, min_fpr: float = 1e-7) -> tuple[list[float], list[float]]:
