@@ -17,17 +17,17 @@ class SkippedSamplesLogger(pl.Callback):
     corrupt samples. The count is all-reduced every ``log_every_n_steps`` steps and at epoch end.
     """
 
-    def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: bool) -> None:
         skipped = getattr(trainer.datamodule, "skipped", None)
         if skipped is None:
             return
         total = torch.tensor(float(skipped), device=pl_module.device)
         total = trainer.strategy.reduce(total, reduce_op="sum")
-        pl_module.log("data/skipped", total, on_step=True, on_epoch=False, rank_zero_only=True)
+        pl_module.log("data/skipped", total, on_step=step, on_epoch=not step, rank_zero_only=True)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         if trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
-            self._log(trainer, pl_module)
+            self._log(trainer, pl_module, step=True)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._log(trainer, pl_module)
+        self._log(trainer, pl_module, step=False)

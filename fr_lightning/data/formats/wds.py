@@ -147,8 +147,9 @@ class WdsWriter:
 
         name = f"{self.prefix}-{len(self.shards):06d}.tar"
         self._file = open(self.out_dir / (name + ".tmp"), "wb")  # noqa: SIM115 - closed in _finish
-        # Fixed mtime: converting the same data twice gives byte-identical shards.
-        self._tar = webdataset.TarWriter(self._file, encoder=False, mtime=0.0)
+        # Fixed integer mtime: converting the same data twice gives byte-identical shards, and
+        # (unlike a float) needs no pax header per member.
+        self._tar = webdataset.TarWriter(self._file, encoder=False, mtime=0)
         self._name, self._count, self._bytes = name, 0, 0
 
     def _finish(self) -> None:
@@ -355,31 +356,51 @@ def parse_sample(raw: dict[str, Any], position: int, where: str) -> WdsSample:
     return WdsSample(key, position, bytes(image), label, landmarks, group, where)
 
 
-def raw_samples(url: str) -> Iterator[dict[str, Any]]:
+def raw_samples(url: str, fast: bool = True) -> Iterator[dict[str, Any]]:
     """Every sample of one shard as webdataset's ``group_by_keys`` dicts, in file order.
+
+    Members come from :func:`~fr_lightning.data.formats.tar.ustar_members` (fast) or, for tar
+    features it leaves out (or ``fast=False``), from webdataset's ``tar_file_expander``.
 
     Raises:
         DataFormatError: The shard is missing or its tar data is damaged (names the shard and the
-            last good sample). A damaged header mid-archive may instead end the stream early, which
-            only a count against the index reveals (:func:`iter_shard` does that).
+            last good sample). ``tarfile`` may instead end the stream early at a damaged header,
+            which only a count against the index reveals (:func:`iter_shard` does that).
     """
     from webdataset.tariterators import group_by_keys, tar_file_expander
 
-    last_key = None
+    from fr_lightning.data.formats.tar import UnsupportedTar, ustar_members
+
+    done, last_key = 0, None
+    if fast:
+        try:
+            with _open_shard(url) as stream:
+                for raw in group_by_keys(ustar_members(stream, url)):
+                    done, last_key = done + 1, raw.get("__key__")
+                    yield raw
+            return
+        except UnsupportedTar:
+            pass  # read the shard again through tarfile, past the samples already given
+        except DataFormatError as exc:
+            after = f" after sample {last_key!r}" if last_key is not None else ""
+            raise DataFormatError(f"{exc}{after}") from None
+    with _open_shard(url) as stream:
+        try:
+            files = tar_file_expander([{"url": url, "stream": stream}], eof_value=None)
+            for k, raw in enumerate(group_by_keys(files)):
+                last_key = raw.get("__key__")
+                if k >= done:
+                    yield raw
+        except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+            after = f" after sample {last_key!r}" if last_key is not None else " at its start"
+            raise DataFormatError(f"{url}: damaged tar data{after}: {exc.args[0] if exc.args else exc}") from None
+
+
+def _open_shard(url: str) -> IO[bytes]:
     try:
-        stream = _open(url)
+        return _open(url)
     except FileNotFoundError:
         raise DataFormatError(f"{url}: shard not found") from None
-    with stream:
-        try:
-            for raw in group_by_keys(tar_file_expander([{"url": url, "stream": stream}], eof_value=None)):
-                last_key = raw.get("__key__")
-                yield raw
-        except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
-            if isinstance(exc, DataFormatError):
-                raise
-            after = f" after sample {last_key!r}" if last_key is not None else " at its start"
-            raise DataFormatError(f"{url}: damaged tar data{after}: {exc}") from None
 
 
 def iter_shard(

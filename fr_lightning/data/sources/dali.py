@@ -101,6 +101,7 @@ class DaliSource(TrainSource):
         num_threads: int = 4,
         device_id: int | None = None,
     ) -> None:
+        _import_dali()  # fail when the config is read, with the install command, not at the first batch
         self.root = Path(root)
         self.kind = kind
         self.seed = seed
@@ -140,7 +141,6 @@ class DaliSource(TrainSource):
 
     def loader(self, image_size: int, hflip: bool, batch_size: int, num_workers: int) -> _DaliBatches:
         """The DALI batch iterator for this rank (``num_workers`` is unused: DALI has its own threads)."""
-        _import_dali()
         from nvidia.dali import fn, pipeline_def, types
 
         rank, world = 0, 1

@@ -26,7 +26,7 @@ from fr_lightning.data.formats.wds import ShardIndex, WdsSample, iter_shard, rea
 from fr_lightning.data.sources.base import TrainSource
 from fr_lightning.data.sources.samples import SkipCounter
 from fr_lightning.data.sources.wds_plan import batches_per_piece, piece_sizes, plan_epoch, resume_point
-from fr_lightning.data.transforms import Augment, normalize_images, resize_face
+from fr_lightning.data.transforms import Augment, normalize_image, resize_face
 
 __all__ = ["WdsDataset", "WdsSource"]
 
@@ -215,7 +215,7 @@ class WdsDataset(IterableDataset):
         image = decode_image(sample.image, where)
         image, lm = resize_face(image, sample.landmarks, self.image_size)
         aug = self.augment(image, lm)
-        out: dict[str, Any] = {"images": normalize_images(aug.image)[0], "labels": sample.label}
+        out: dict[str, Any] = {"images": normalize_image(aug.image), "labels": sample.label}
         if aug.landmarks is not None:
             out["landmarks"] = np.asarray(aug.landmarks, np.float32)
         if sample.group is not None:
