@@ -107,7 +107,36 @@ class FaceDataModule(pl.LightningDataModule):
         assert self.train_set is not None, "setup('fit') builds the training set"
         if hasattr(self.train_set, "bind_loader"):  # streaming sets size their epoch by the batching
             self.train_set.bind_loader(self.batch_size, self.num_workers, drop_last=True)
-        return self._loader(self.train_set, self.batch_size, shuffle=True, collate=collate_faces)
+        if isinstance(self.train_set, IterableDataset):
+            return self._loader(self.train_set, self.batch_size, shuffle=True, collate=collate_faces)
+        return self._resumable_loader(self.train_set)
+
+    def _resumable_loader(self, dataset: Dataset) -> DataLoader:
+        """Map-style training loader whose order depends only on (seed, epoch) and whose position
+        is saved in checkpoints, so a resumed run continues at the exact sample (see ``data/resume.py``)."""
+        import os
+
+        from fr_lightning.data.resume import ResumableLoader, ResumableSampler
+
+        trainer = getattr(self, "trainer", None)
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        sampler = ResumableSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+
+        def progress() -> tuple[int, int]:
+            loop = trainer.fit_loop  # type: ignore[union-attr]
+            return trainer.current_epoch, loop.epoch_loop.batch_progress.current.processed  # type: ignore[union-attr]
+
+        return ResumableLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            progress=progress if trainer is not None else None,
+            drop_last=True,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=collate_faces,
+        )
 
     def val_dataloader(self) -> list[DataLoader]:
         return [self._loader(PairImages(p), self.val_batch_size, shuffle=False) for p in self.val_pairs]

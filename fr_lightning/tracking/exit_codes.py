@@ -12,15 +12,15 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 #: Ctrl-C (128 + SIGINT, the shell's convention).
 EXIT_INTERRUPTED = 130
-#: SIGTERM / SIGUSR1 preemption: a checkpoint was saved and the run can be resumed (requeue it).
+#: SIGTERM (preemption): ``last.ckpt`` was saved; requeue and resume with ``--ckpt_path last``.
 EXIT_PREEMPTED = 99
 
 
 def exit_code_for(exception: BaseException) -> int:
     """The exit code a run stopped by ``exception`` reports."""
-    from fr_lightning.tracking.preemption import Preempted
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    if isinstance(exception, Preempted):
+    if isinstance(exception, SIGTERMException):
         return EXIT_PREEMPTED
     if isinstance(exception, KeyboardInterrupt):
         return EXIT_INTERRUPTED
@@ -33,7 +33,7 @@ class RunStatus(pl.Callback):
     """Records the exit code of a failed run on the W&B logger before Lightning finalizes it.
 
     The ``fr`` command adds it to every trainer; ``last_exit_code`` is what ``fr`` exits with
-    after Lightning turned a Ctrl-C into ``sys.exit(1)``.
+    after Lightning turned a Ctrl-C into ``sys.exit(1)`` or a SIGTERM into ``SystemExit(None)``.
     """
 
     #: Exit code of the last run stopped by an exception in this process (None: none stopped).
