@@ -132,3 +132,45 @@ def test_verify_reads_the_threshold_from_verification_json(tmp_path: Path, capsy
     with pytest.raises(SystemExit):
         verify_main([str(run["onnx"]), a, b, "--threshold-from", str(tmp_path / "bad.json")])
     assert "synth-lfw.threshold" in capsys.readouterr().err
+
+
+
+def test_fr_help_lists_the_deployment_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+    from fr_lightning.cli import SUBCOMMANDS, main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for name in ("export", "embed", "verify"):
+        assert name in SUBCOMMANDS and f"  {name} " in out
+
+@pytest.mark.slow
+def test_embed_onnx_equals_fr_predict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fr fit`` a few steps, ``fr predict`` the checkpoint, ``fr export`` + ``fr embed`` the same images."""
+    from fr_lightning.cli import cli_main
+    from fr_lightning.data import SyntheticPairs
+    from fr_lightning.tools import export as export_tool
+
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "--config", str(Path(__file__).resolve().parents[1] / "recipes" / "arcface.yaml"),
+        "--model.init_args.backbone.init_args.width=0.125",
+        "--data.init_args.train.init_args.num_identities=6",
+        "--data.init_args.train.init_args.samples_per_identity=4",
+        "--data.init_args.batch_size=8",
+        "--data.init_args.num_workers=0",
+        "--data.init_args.val_sets=[{class_path: fr_lightning.data.SyntheticPairs, init_args: {name: synth-lfw, pairs: 20}}]",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.logger=false",
+    ]
+    cli_main(["fit", *args, "--trainer.max_steps=3", "--trainer.limit_val_batches=0"])
+    ckpt = next(tmp_path.rglob("last.ckpt"))
+    predicted = cli_main(["predict", *args, f"--ckpt_path={ckpt}"]).trainer.predict_loop.predictions
+    predicted = torch.cat(predicted).numpy()
+    faces = SyntheticPairs("synth-lfw", pairs=20).build(56).load(np.arange(40))
+    for i, img in enumerate(faces):
+        cv2.imwrite(str(tmp_path / f"{i:03d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    export_tool.main([str(ckpt), str(tmp_path / "m.onnx")])
+    embed_main([str(tmp_path / "m.onnx"), str(tmp_path), str(tmp_path / "out.npy"), "--no-progress"])
+    assert predicted.shape == (40, 128)
+    assert np.abs(np.load(tmp_path / "out.npy") - predicted).max() <= 1e-5

@@ -109,9 +109,9 @@ def _add_metadata(path: Path, image_size: int, fp16: bool) -> None:
 
     model = onnx.load(str(path))
     meta = {
-        "fr_lightning.input": f"RGB float32 NCHW [N, 3, {image_size}, {image_size}], (pixel - 127.5) / 127.5",
-        "fr_lightning.output": "raw embedding [N, D] float32; not flip-summed, not L2-normalised",
-        "fr_lightning.compute": "float16" if fp16 else "float32",
+        "fr-lightning.input": f"RGB float32 NCHW [N, 3, {image_size}, {image_size}], (pixel - 127.5) / 127.5",
+        "fr-lightning.output": "raw embedding [N, D] float32; not flip-summed, not L2-normalised",
+        "fr-lightning.compute": "float16" if fp16 else "float32",
     }
     del model.metadata_props[:]
     for key, value in meta.items():

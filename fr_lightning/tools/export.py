@@ -120,7 +120,7 @@ def export(
     size = loaded.image_size
     if fmt == "onnx":
         try:
-            import onnx  # noqa: F401
+            import onnx
             import onnxruntime  # noqa: F401
         except ImportError as err:
             raise ImportError("ONNX export needs the export extra: pip install 'fr-lightning[export]'") from err
@@ -128,9 +128,11 @@ def export(
 
         export_onnx(loaded.network, out, size, opset=opset, fp16=fp16)
         view = check_insightface_contract(out)
+        model = onnx.load(str(out), load_external_data=False)
+        written = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), opset)
         where = "routed to ArcFaceONNX by model_zoo.get_model" if view.routed else "load with ArcFaceONNX(model_file=...) (model_zoo routes only sizes >= 112, multiples of 16)"
         lines = [
-            f"wrote ONNX (opset {opset}{', float16 compute' if fp16 else ''}) to {out}",
+            f"wrote ONNX (opset {written}{', float16 compute' if fp16 else ''}) to {out}",
             f"input '{view.input_name}' {view.input_shape} RGB, (x - 127.5) / 127.5; output {view.output_names[0]} [N, {loaded.embedding_dim}] raw embedding",
             f"insightface: mean/std 127.5/127.5 inferred; {where}",
         ]
