@@ -4,7 +4,7 @@
     fr data convert SRC OUT [--to recordio|wds] [--list FILE] [--landmarks F --group F]
     fr data make-bin PAIRS OUT [--root DIR] [--image-size S]
     fr data inspect PATH [--grid PNG] [--samples N]
-    fr data verify PATH [--limit N]
+    fr data verify PATH [--no-progress]
     fr data align SRC LANDMARKS OUT [--size 112]
 """
 
