@@ -103,10 +103,15 @@ class FaceCLI(RunTrackingCLI, LightningCLI):
         parser.exit_on_error = False
         argv = list(args) if isinstance(args, list) else (sys.argv[1:] if args is None else None)
         files = config_files(argv) if argv is not None else []
+        saved_argv = list(sys.argv)
         try:
             if argv is not None:
                 composed = compose(argv)
-                args, files = composed.argv, composed.files
+                files = composed.files
+                if args is None:  # from the shell: hand the composed line on as sys.argv, as LightningCLI expects
+                    sys.argv = [sys.argv[0], *composed.argv]
+                else:
+                    args = composed.argv
         except ValueError as err:
             print(f"fr: invalid configuration: {err}", file=sys.stderr)
             raise SystemExit(2) from None
@@ -121,6 +126,8 @@ class FaceCLI(RunTrackingCLI, LightningCLI):
                 lines += [f"  {w}" for w in where]
             print("\n".join(lines), file=sys.stderr)
             raise SystemExit(2) from None
+        finally:
+            sys.argv = saved_argv
 
     def _instantiate_trainer(self, config: dict, callbacks: list) -> pl.Trainer:
         """``--trainer.enable_checkpointing=false`` also removes the always-on checkpoint callback."""

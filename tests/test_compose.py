@@ -43,7 +43,9 @@ SETTINGS: dict[str, Callable[[Path], dict[str, object]]] = {
 #: Combinations refused at setup, with a word of the reason the error must give (none today).
 REFUSED: dict[frozenset[str], str] = {}
 
-STACKS = [tuple(p) for p in itertools.combinations(sorted(METHODS), 2)] + [tuple(sorted(METHODS))]
+#: Every pair (marked slow: CI runs them as its second step) and the whole stack (default suite).
+STACKS = [pytest.param(p, marks=pytest.mark.slow) for p in itertools.combinations(sorted(METHODS), 2)]
+STACKS.append(pytest.param(tuple(sorted(METHODS))))
 
 
 def _build(name: str, tmp_path: Path) -> Method:

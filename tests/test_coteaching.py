@@ -265,18 +265,12 @@ def test_peers_share_the_sampled_classes_of_partial_fc(tmp_path, sparse: bool) -
         assert training is not None and torch.equal(training, a)
 
 
-def _fit_coteaching(tmp_path: Path, eval_embedding: str) -> tuple[pl.Trainer, torch.nn.Module, CoTeaching]:
-    method = CoTeaching(ramp=0, eval_embedding=eval_embedding)  # type: ignore[arg-type]
-    module = tiny_module()
-    trainer = tiny_trainer(tmp_path, callbacks=[method], max_steps=1, limit_val_batches=0)
-    trainer.fit(module, tiny_data())
-    return trainer, module, method
-
-
 @pytest.mark.parametrize("eval_embedding", ["own", "mean"])
 def test_evaluation_embedding_is_used_by_validate_test_predict_and_export(eval_embedding: str, tmp_path: Path) -> None:
     """Validation, test, predict and export all embed with co-teaching's evaluation embedding."""
-    _, module, method = _fit_coteaching(tmp_path, eval_embedding)
+    method = CoTeaching(ramp=0, eval_embedding=eval_embedding)  # type: ignore[arg-type]
+    module = tiny_module()
+    module.attach_methods([method])
     module.eval()
     peer = method.parts(module)["backbone"]
     x = _batch(4).images
@@ -296,15 +290,14 @@ def test_evaluation_embedding_is_used_by_validate_test_predict_and_export(eval_e
     state = torch.load(module.export_backbone(tmp_path / "export.pth"), weights_only=True)
     if eval_embedding == "mean":
         assert {k.split(".")[0] for k in state} == {"backbone", "peer"}
-        net = method.mean_embedding(module)
-        assert set(state) == set(net.state_dict())
+        assert set(state) == set(method.mean_embedding(module).state_dict())
     else:
         assert set(state) == set(module.backbone.state_dict())
 
     # Through a trainer (the methods are attached at setup): the peer embeds iff the mean is used.
     calls: list[int] = []
     handle = peer.register_forward_hook(lambda m, a, o: calls.append(len(a[0])))
-    trainer = tiny_trainer(tmp_path, callbacks=[method])
+    trainer = tiny_trainer(tmp_path, callbacks=[method], limit_val_batches=1, limit_test_batches=1, limit_predict_batches=1)
     for run in (trainer.validate, trainer.test, trainer.predict):
         calls.clear()
         run(module, datamodule=tiny_data())
