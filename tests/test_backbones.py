@@ -287,3 +287,19 @@ def test_outputs_match_those_recorded_before_the_forward_split(name: str) -> Non
     first, abs_sum = BEFORE_SPLIT[name]
     torch.testing.assert_close(out[0, :4], torch.tensor(first), rtol=1e-4, atol=1e-4)
     assert abs(float(out.abs().sum()) - abs_sum) < 1e-2
+
+
+def test_compile_covers_both_halves_and_keeps_parameter_names() -> None:
+    model = _small("iresnet18").eval()
+    keys = list(model.state_dict())
+    x = _images()
+    with torch.no_grad():
+        expected = model(x)
+    model.compile(backend="eager")  # the wiring, not inductor's code generation
+    assert list(model.state_dict()) == keys
+    assert "forward_features" in vars(model) and "forward_head" in vars(model)
+    with torch.no_grad():
+        emb, feats = model.forward_with_features(x)
+        torch.testing.assert_close(model(x), expected)
+    torch.testing.assert_close(emb, expected)
+    assert feats.shape == (2, *model.feature_shape())
