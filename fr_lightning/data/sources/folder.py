@@ -13,7 +13,7 @@ from fr_lightning.data.errors import DataFormatError
 from fr_lightning.data.formats.images import decode_image
 from fr_lightning.data.sources.base import TrainSource
 from fr_lightning.data.sources.samples import FaceSamples
-from fr_lightning.data.sources.side_files import load_side_file, resolve_path
+from fr_lightning.data.sources.side_files import resolve_path, side_data
 from fr_lightning.data.transforms import Augment
 
 __all__ = ["IMAGE_EXTENSIONS", "FolderIndex", "scan_folder", "FolderFaces", "FolderSource"]
@@ -193,8 +193,6 @@ class FolderSource(TrainSource):
 
     def dataset(self, image_size: int, hflip: bool) -> Dataset:
         idx = self.index
-        lm_path, grp_path = resolve_path(self.root, self.landmarks), resolve_path(self.root, self.group)
-        lm = None if lm_path is None else load_side_file(lm_path, idx.keys, "landmarks", str(self.root))
-        grp = None if grp_path is None else load_side_file(grp_path, idx.keys, "group", str(self.root))
+        lm, grp = side_data(self.root, self.landmarks, self.group, idx.keys, str(self.root))
         augment = self.augment if self.augment is not None else Augment(hflip=hflip)
         return FolderFaces(idx, image_size, augment, lm, grp, self.skip_corrupt)

@@ -15,7 +15,7 @@ from fr_lightning.data.formats.images import decode_image
 from fr_lightning.data.formats.recordio_set import RecordIOSet
 from fr_lightning.data.sources.base import TrainSource
 from fr_lightning.data.sources.samples import FaceSamples
-from fr_lightning.data.sources.side_files import load_side_file, resolve_path
+from fr_lightning.data.sources.side_files import side_data
 from fr_lightning.data.transforms import Augment
 
 __all__ = ["RecordIOFaces", "RecordIOSource"]
@@ -101,9 +101,6 @@ class RecordIOSource(TrainSource):
 
     def dataset(self, image_size: int, hflip: bool) -> Dataset:
         rec = self.records
-        what = str(rec.rec_path)
-        lm_path, grp_path = resolve_path(self.root, self.landmarks), resolve_path(self.root, self.group)
-        lm = None if lm_path is None else load_side_file(lm_path, rec.keys, "landmarks", what)
-        grp = None if grp_path is None else load_side_file(grp_path, rec.keys, "group", what)
+        lm, grp = side_data(self.root, self.landmarks, self.group, rec.keys, str(rec.rec_path))
         augment = self.augment if self.augment is not None else Augment(hflip=hflip)
         return RecordIOFaces(rec, image_size, augment, lm, grp, self.skip_corrupt)

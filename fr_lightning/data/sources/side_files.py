@@ -20,7 +20,7 @@ import numpy as np
 
 from fr_lightning.data.errors import DataFormatError
 
-__all__ = ["load_side_file", "resolve_path"]
+__all__ = ["load_side_file", "resolve_path", "side_data"]
 
 
 def load_side_file(
@@ -101,3 +101,13 @@ def resolve_path(root: Path, name: str | None) -> Path | None:
         return p
     # Relative side files live next to the data; fall back to the working directory.
     return p if not (root / p).exists() and p.exists() else root / p
+
+
+def side_data(
+    root: Path, landmarks: str | None, group: str | None, keys: Sequence[Any] | np.ndarray, what: str
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The landmarks and group arrays a source's ``landmarks:`` / ``group:`` options name (None when unset)."""
+    lm_path, grp_path = resolve_path(root, landmarks), resolve_path(root, group)
+    lm = None if lm_path is None else load_side_file(lm_path, keys, "landmarks", what)
+    grp = None if grp_path is None else load_side_file(grp_path, keys, "group", what)
+    return lm, grp
