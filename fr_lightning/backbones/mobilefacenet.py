@@ -34,35 +34,8 @@ __all__ = [
 ]
 
 
-class ConvBlock(nn.Module):
-    """Conv (no bias) + BatchNorm + PReLU, held in ``self.layers`` as insightface does.
-
-    Args:
-        in_channels: input channels.
-        out_channels: output channels.
-        kernel: square kernel size.
-        stride: convolution stride.
-        padding: zero padding on each side.
-        groups: convolution groups.
-    """
-
-    def __init__(
-        self, in_channels: int, out_channels: int, kernel: int = 1, stride: int = 1, padding: int = 0, groups: int = 1
-    ) -> None:
-        super().__init__()
-        self.layers = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding, groups=groups, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.PReLU(out_channels),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Activated feature map."""
-        return self.layers(x)
-
-
 class LinearBlock(nn.Module):
-    """Conv (no bias) + BatchNorm with no activation (linear bottleneck / GDC).
+    """Conv (no bias) + BatchNorm with no activation (linear bottleneck / GDC), in ``self.layers`` as insightface.
 
     Args:
         in_channels: input channels.
@@ -83,8 +56,18 @@ class LinearBlock(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        """Normalised, non-activated feature map."""
+        """Feature map (activated for :class:`ConvBlock`)."""
         return self.layers(x)
+
+
+class ConvBlock(LinearBlock):
+    """:class:`LinearBlock` followed by PReLU (``layers.2``, insightface's name); same arguments."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel: int = 1, stride: int = 1, padding: int = 0, groups: int = 1
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel, stride, padding, groups)
+        self.layers.append(nn.PReLU(out_channels))
 
 
 class DepthWise(nn.Module):
@@ -260,7 +243,23 @@ class MobileFaceNet(FaceBackbone):
         return self.features(features)
 
 
-_FACTORY_ARGS = """
+def _variant(name: str, title: str, blocks: tuple[int, int, int, int], scale: int) -> Callable[..., MobileFaceNet]:
+    """A registered factory named ``name`` whose ``blocks`` / ``scale`` defaults are insightface's for it."""
+    default_blocks, default_scale = blocks, scale
+
+    def factory(
+        embedding_dim: int = 512,
+        width: float = 1.0,
+        input_size: int = 112,
+        blocks: tuple[int, int, int, int] = default_blocks,
+        scale: int = default_scale,
+        fp16: bool = False,
+        gradient_checkpointing: bool = False,
+    ) -> MobileFaceNet:
+        return MobileFaceNet(embedding_dim, width, input_size, blocks, scale, fp16, gradient_checkpointing)
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = f"""{title}.
 
     Args:
         embedding_dim: size of the output embedding.
@@ -271,41 +270,8 @@ _FACTORY_ARGS = """
         fp16: run the trunk under float16 autocast on CUDA.
         gradient_checkpointing: recompute activations of each trunk stage in backward.
     """
+    return register_backbone(factory)
 
 
-def _with_args(factory: Callable[..., MobileFaceNet]) -> Callable[..., MobileFaceNet]:
-    """Append the shared ``Args:`` section (same parameters, different defaults) to a factory's docstring."""
-    factory.__doc__ = (factory.__doc__ or "") + _FACTORY_ARGS
-    return factory
-
-
-@register_backbone
-@_with_args
-def mobilefacenet(
-    embedding_dim: int = 512,
-    width: float = 1.0,
-    input_size: int = 112,
-    blocks: tuple[int, int, int, int] = (1, 4, 6, 2),
-    scale: int = 2,
-    fp16: bool = False,
-    gradient_checkpointing: bool = False,
-) -> MobileFaceNet:
-    """MobileFaceNet (insightface ``mbf``)."""
-    return MobileFaceNet(embedding_dim, width, input_size, blocks, scale, fp16, gradient_checkpointing)
-
-
-@register_backbone
-@_with_args
-def mobilefacenet_large(
-    embedding_dim: int = 512,
-    width: float = 1.0,
-    input_size: int = 112,
-    blocks: tuple[int, int, int, int] = (2, 8, 12, 4),
-    scale: int = 4,
-    fp16: bool = False,
-    gradient_checkpointing: bool = False,
-) -> MobileFaceNet:
-    """Large MobileFaceNet (insightface ``mbf_large``)."""
-    return MobileFaceNet(embedding_dim, width, input_size, blocks, scale, fp16, gradient_checkpointing)
-
-
+mobilefacenet = _variant("mobilefacenet", "MobileFaceNet (insightface ``mbf``)", (1, 4, 6, 2), 2)
+mobilefacenet_large = _variant("mobilefacenet_large", "Large MobileFaceNet (insightface ``mbf_large``)", (2, 8, 12, 4), 4)
