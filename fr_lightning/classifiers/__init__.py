@@ -1,6 +1,7 @@
-"""Classifiers hold the class centres and produce cosine logits."""
+"""Classifiers hold the class centres and produce cosine logits (contract: :class:`Classifier`)."""
 
+from fr_lightning.classifiers.base import Classifier
 from fr_lightning.classifiers.full_fc import FullFC
 from fr_lightning.classifiers.partial_fc import PartialFC
 
-__all__ = ["FullFC", "PartialFC"]
+__all__ = ["Classifier", "FullFC", "PartialFC"]
