@@ -72,7 +72,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--identities", type=int, default=120)
     parser.add_argument("--per-identity", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--pairs", type=int, default=600)
     parser.add_argument("--sizes", nargs="+", type=int, default=[8, 16, 32, 0], help="probe sizes at 112-px scale; 0 = full")
     parser.add_argument("--out-dir", type=Path, default=OUT)

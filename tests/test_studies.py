@@ -21,3 +21,14 @@ def test_lowres_preset_study_quick(tmp_path: Path, capsys: pytest.CaptureFixture
     assert saved["baseline"][0]["val/synth-lowres@full/acc"] == results["baseline"][0]["val/synth-lowres@full/acc"]
     out = capsys.readouterr().out
     assert "Gain over the baseline" in out and "wall time" in out
+
+
+def test_calibrate_preset_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from experiments.calibrate_preset import main
+
+    metrics = main(["--preset", "bias", "--quick", "--out-dir", str(tmp_path)])
+    for g in range(4):
+        assert 0.0 <= metrics[f"val/synth-rfw-g{g}/acc"] <= 1.0
+    out = capsys.readouterr().out
+    assert "SER" in out and "wall time" in out
+    assert (tmp_path / "calibrate-bias-quick.md").is_file()
