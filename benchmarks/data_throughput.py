@@ -234,6 +234,7 @@ def main() -> None:
                     "images_per_s_best": float(wall.max()),
                     "images_per_s_median": float(np.median(wall)),
                     "images_per_cpu_s_median": float(np.median(cpu)),
+                    "images_per_cpu_s_best": float(cpu.max()),
                 }
             )
 
@@ -246,11 +247,15 @@ def main() -> None:
             f"{r['images_per_s_median'] / base:>6.2f}x  {r['what']}"
         )
     by_name = {r["pipeline"].split(" ")[0]: r for r in rows}
-    wds_vs_frs = wds_vs_frs_cpu = None
+    wds_vs_frs = wds_vs_frs_cpu = best_cpu = None
     if "frs" in by_name:
         wds_vs_frs = by_name["wds"]["images_per_s_median"] / by_name["frs"]["images_per_s_median"]
         wds_vs_frs_cpu = by_name["wds"]["images_per_cpu_s_median"] / by_name["frs"]["images_per_cpu_s_median"]
-        print(f"wds vs the retired .frs path, same run: {wds_vs_frs:.2f}x per wall second, {wds_vs_frs_cpu:.2f}x per CPU second")
+        best_cpu = by_name["wds"]["images_per_cpu_s_best"] / by_name["frs"]["images_per_cpu_s_best"]
+        print(
+            f"wds vs the retired .frs path, same run: {wds_vs_frs:.2f}x per wall second, {wds_vs_frs_cpu:.2f}x per CPU "
+            f"second (medians); {best_cpu:.2f}x per CPU second (best passes)"
+        )
     main_rate = rows[0]["images_per_s_median"]
     main_cpu = rows[0]["images_per_cpu_s_median"]
     print(
@@ -269,6 +274,7 @@ def main() -> None:
         "target_images_per_s": TARGET,
         "wds_vs_frs_median": wds_vs_frs,
         "wds_vs_frs_cpu_median": wds_vs_frs_cpu,
+        "wds_vs_frs_cpu_best": best_cpu if wds_vs_frs is not None else None,
         "shard_samples": SHARD_SAMPLES,
         "webdataset": __import__("webdataset").__version__,
         "opencv": cv2.__version__,
