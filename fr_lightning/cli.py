@@ -117,6 +117,8 @@ class FaceCLI(RunTrackingCLI, LightningCLI):
             raise SystemExit(2) from None
         try:
             super().parse_arguments(parser, args)
+            if argv is not None:
+                self._record_config_files(config_files(argv))
         except ArgumentError as err:
             argv = argv if argv is not None else []
             where = locate(str(err), files, argv)
@@ -128,6 +130,19 @@ class FaceCLI(RunTrackingCLI, LightningCLI):
             raise SystemExit(2) from None
         finally:
             sys.argv = saved_argv
+
+    def _record_config_files(self, files: list[Path]) -> None:
+        """Keep the ``--config`` files as the user gave them in the parsed config (run naming reads them).
+
+        Composition hands some files on as YAML strings (an ``extends`` recipe's own part, stacked
+        callbacks); the record should still say ``recipes/lowres.yaml``, not its parts.
+        """
+        if not files:
+            return
+        subcommand = self.config.get("subcommand")
+        node = self.config.get(subcommand) if subcommand else self.config
+        if node is not None and "config" in node:
+            node["config"] = [Path(f) for f in files]
 
     def _instantiate_trainer(self, config: dict, callbacks: list) -> pl.Trainer:
         """``--trainer.enable_checkpointing=false`` also removes the always-on checkpoint callback."""

@@ -211,6 +211,7 @@ def test_two_fragments_on_the_command_line_stack_both_methods(capsys: pytest.Cap
     cli = cli_main([*args, "--trainer.logger=false", "--trainer.callbacks+=fr_lightning.methods.PoseFace"], run=False)
     names = [m.name for m in cli.trainer.callbacks if isinstance(m, Method)]
     assert names == ["lowres", "kd", "poseface"]
+    assert [Path(p).name for p in cli.config["config"]] == ["arcface.yaml", "lowres.yaml", "kd.yaml"]  # as given
     cli = cli_main([*args, "--trainer.logger=false", "--trainer.callbacks.init_args.teacher=t.ckpt"], run=False)
     kd = next(m for m in cli.trainer.callbacks if isinstance(m, KD))
     assert kd.teacher_path == "t.ckpt"

@@ -52,7 +52,7 @@ def _debug_log(run: Path) -> str:
 
 def test_fit_run_has_config_summary_table_and_clean_finish(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    method = "--trainer.callbacks+={class_path: fr_lightning.methods.MultiResolution}"
+    method = "--trainer.callbacks+={class_path: fr_lightning.methods.LowRes}"
     cli_main(["fit", *TINY, "--data.init_args.num_workers=2", method])
     (run_path,) = _runs(tmp_path)
     run = _read(run_path)
@@ -61,12 +61,12 @@ def test_fit_run_has_config_summary_table_and_clean_finish(tmp_path: Path, monke
     assert head["class_path"] == "fr_lightning.heads.ArcFace"
     assert head["init_args"]["s"] == 32.0 and head["init_args"]["m"] == 0.5
     assert run.config["model"]["init_args"]["optimizer"]["init_args"]["lr"] == 0.1
-    assert run.config["methods"] == ["multiresolution"]
-    assert "MultiResolution" in run.config["callbacks"]
+    assert run.config["methods"] == ["lowres"]
+    assert "LowRes" in run.config["callbacks"]
     assert run.config["recipe"] == "arcface"
     # Naming.
     assert run.name == f"arcface-{run.run_id}" and run.group == "arcface" and run.job_type == "fit"
-    assert {"method:multiresolution", "head:ArcFace", "backbone:IResNet", "data:SyntheticSource"} <= set(run.tags)
+    assert {"method:lowres", "head:ArcFace", "backbone:IResNet", "data:SyntheticSource"} <= set(run.tags)
     # Summary: final and best verification numbers, the table and the native ROC chart.
     assert 0.0 <= run.summary["val/synth-lfw/acc"] <= 1.0
     assert run.summary["best/val/synth-lfw/acc"] == pytest.approx(100 * run.summary["val/synth-lfw/acc"])

@@ -1,6 +1,6 @@
 """The multi-resolution degradation as an albumentations transform, for data-side pipelines.
 
-The training callback (:class:`fr_lightning.methods.MultiResolution`) degrades batches on the
+The training callback (:class:`fr_lightning.methods.LowRes`) degrades batches on the
 device; this transform does the same thing to one image in a data-loading worker, e.g. to add
 low-resolution samples to a plain training set or to build low-resolution probes:
 

@@ -181,7 +181,7 @@ class LowResEvaluation(pl.Callback):
     (a lower bound). A PNG of both curves goes to ``<run>/plots/`` and to W&B, with a native
     W&B line chart ``<stage>/lowres_chart``.
 
-    Sizes follow :class:`fr_lightning.methods.MultiResolution`'s convention: given at a
+    Sizes follow :class:`fr_lightning.methods.LowRes`'s convention: given at a
     ``sizes_relative_to``-px reference and scaled to the evaluated image size, so ``@8`` names the
     same relative resolution in the 56-px CPU recipe and in 112-px runs. Under DDP rank 0
     evaluates and broadcasts the numbers. In ``fast_dev_run`` smoke tests it uses 20 pairs and 10

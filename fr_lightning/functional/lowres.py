@@ -1,6 +1,6 @@
 """Low-resolution core: degradation (bicubic, anti-aliased down to r px, then back up) and LogExp.
 
-Nothing here knows about Lightning; :class:`fr_lightning.methods.MultiResolution` wires it into
+Nothing here knows about Lightning; :class:`fr_lightning.methods.LowRes` wires it into
 the training step and :mod:`fr_lightning.eval.lowres` into the evaluation.
 """
 
