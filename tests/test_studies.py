@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 
-@pytest.mark.slow  # ~25 s idle, 54 s at load 6: two trainings (the multi-resolution one does two passes)
+@pytest.mark.slow  # 54 s measured on the shared 2-core machine (load 6): two trainings, one with two passes
 def test_lowres_preset_study_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from experiments.lowres_preset import main
 
