@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from fr_lightning.cli import cli_main, main
+from fr_lightning.cli import cli_main
 from fr_lightning.tracking import EXIT_PREEMPTED, read_offline_run
 from fr_lightning.tracking.checkpointing import AtomicCheckpointIO
 from fr_lightning.tracking.resume import checkpoint_is_valid, checkpoint_run_id, find_last_checkpoint
@@ -62,15 +62,22 @@ class KillAt(pl.Callback):
             os.kill(os.getpid(), self.sig)
 
 
+class SaveWeights(pl.Callback):
+    """Writes the final weights and synth-lfw accuracy to ``path`` (runs in a subprocess)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        acc = float(trainer.callback_metrics.get("val/synth-lfw/acc", float("nan")))
+        torch.save({"weights": pl_module.state_dict(), "acc": acc, "step": trainer.global_step}, self.path)
+
+
 class FailOnValidation(pl.Callback):
     """Dies at the start of the first validation (the final one in these runs)."""
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         raise RuntimeError("killed during the final validation")
-
-
-def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def _assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
@@ -79,63 +86,75 @@ def _assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) ->
     assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, torch.Tensor], float]:
-    """The uninterrupted run: final weights and synth-lfw accuracy."""
-    here = os.getcwd()
-    os.chdir(tmp_path_factory.mktemp("reference"))
-    try:
-        cli = cli_main(["fit", *RUN, "--trainer.logger=false"])
-    finally:
-        os.chdir(here)
-    assert cli.trainer.global_step == STEPS
-    return _weights(cli.model), float(cli.trainer.callback_metrics["val/synth-lfw/acc"])
-
-
 def _env() -> dict[str, str]:
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
     env.pop("FR_RUN_ID", None)
     return env
 
 
-def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path: Path, reference, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    step = random.Random().randint(2, STEPS - 1)
+def _fit(cwd: Path, *extra: str) -> subprocess.CompletedProcess:
+    """``fr fit`` in a fresh process (every run of a comparison runs the same way: same threads,
+    same kernels), saving its final weights to ``cwd/final.pt``."""
+    save = f"--trainer.callbacks+={{class_path: tests.test_resume.SaveWeights, init_args: {{path: {cwd / 'final.pt'}}}}}"
+    code = "import sys, torch; torch.set_num_threads(2); from fr_lightning.cli import main; main(sys.argv[1:])"
+    return subprocess.run([sys.executable, "-c", code, "fit", *RUN, save, *extra], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
+
+
+def _final(cwd: Path) -> tuple[dict[str, torch.Tensor], float]:
+    out = torch.load(cwd / "final.pt", weights_only=True)
+    assert out["step"] == STEPS
+    return out["weights"], out["acc"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, torch.Tensor], float]:
+    """The uninterrupted run: final weights and synth-lfw accuracy."""
+    cwd = tmp_path_factory.mktemp("reference")
+    out = _fit(cwd, "--trainer.logger=false")
+    assert out.returncode == 0, out.stderr[-2000:]
+    return _final(cwd)
+
+
+@pytest.mark.slow
+def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path: Path, reference) -> None:  # noqa: ANN001
+    step = random.Random().randint(2, STEPS - 1)  # step 1 is killed before any checkpoint exists
     kill = f"--trainer.callbacks+={{class_path: tests.test_resume.KillAt, init_args: {{step: {step}}}}}"
-    out = subprocess.run(
-        [sys.executable, "-c", "import torch; torch.set_num_threads(2); from fr_lightning.cli import main; main()", "fit", *RUN, kill],
-        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    out = _fit(tmp_path, kill)
     assert out.returncode == -signal.SIGKILL, out.stderr[-2000:]
     (run_dir,) = (tmp_path / "runs" / "fr-lightning").iterdir()
     last = find_last_checkpoint(tmp_path / "runs" / "fr-lightning")
     assert last is not None and checkpoint_run_id(last) == run_dir.name
-    monkeypatch.chdir(tmp_path)
-    cli = cli_main(["fit", *RUN, "--ckpt_path=last"])
-    assert cli.trainer.global_step == STEPS
+    out = _fit(tmp_path, "--ckpt_path=last")
+    assert out.returncode == 0, out.stderr[-2000:]
     weights, acc = reference
-    _assert_identical(_weights(cli.model), weights)
-    assert float(cli.trainer.callback_metrics["val/synth-lfw/acc"]) == acc, f"killed at step {step}"
+    got, got_acc = _final(tmp_path)
+    _assert_identical(got, weights)
+    assert got_acc == acc, f"killed at step {step}"
     # The resumed run continued the killed run's W&B run and folder.
     assert [p.name for p in (tmp_path / "runs" / "fr-lightning").iterdir()] == [run_dir.name]
     runs = sorted((tmp_path / "runs" / "wandb").glob("offline-run-*"))
     assert {read_offline_run(r).run_id for r in runs} == {run_dir.name}
 
 
-def test_sigterm_saves_a_checkpoint_exits_99_and_resumes_exactly(tmp_path: Path, reference, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    monkeypatch.chdir(tmp_path)
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_exits_99_and_resumes_exactly(tmp_path: Path, reference) -> None:  # noqa: ANN001
     term = f"--trainer.callbacks+={{class_path: tests.test_resume.KillAt, init_args: {{step: 4, sig: {int(signal.SIGTERM)}}}}}"
     no_steps = "--checkpoint.every_n_train_steps=100"  # only the SIGTERM checkpoint exists
-    with pytest.raises(SystemExit) as stop:
-        main(["fit", *RUN, no_steps, term, "--trainer.logger=false"])
-    assert stop.value.code == EXIT_PREEMPTED
-    last = tmp_path / "runs" / "checkpoints" / "last.ckpt"
-    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 4
-    cli = cli_main(["fit", *RUN, no_steps, "--trainer.logger=false", "--ckpt_path=last"])
+    out = _fit(tmp_path, no_steps, term)
+    assert out.returncode == EXIT_PREEMPTED, out.stderr[-2000:]
+    (run_dir,) = (tmp_path / "runs" / "fr-lightning").iterdir()
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 4
+    wandb_run = read_offline_run(next((tmp_path / "runs" / "wandb").glob("offline-run-*")))
+    assert wandb_run.exit_code == EXIT_PREEMPTED
+    out = _fit(tmp_path, no_steps, "--ckpt_path=last")
+    assert out.returncode == 0, out.stderr[-2000:]
     weights, acc = reference
-    _assert_identical(_weights(cli.model), weights)
-    assert float(cli.trainer.callback_metrics["val/synth-lfw/acc"]) == acc
+    got, got_acc = _final(tmp_path)
+    _assert_identical(got, weights)
+    assert got_acc == acc
 
 
+@pytest.mark.slow
 def test_run_killed_in_final_validation_validates_on_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     one_epoch = ["--trainer.max_epochs=1", "--trainer.check_val_every_n_epoch=1"]
