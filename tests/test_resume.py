@@ -132,8 +132,12 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path: Path, r
     assert got_acc == acc, f"killed at step {step}"
     # The resumed run continued the killed run's W&B run and folder.
     assert [p.name for p in (tmp_path / "runs" / "fr-lightning").iterdir()] == [run_dir.name]
+    # W&B names each process's folder offline-run-<time>-<run id>; the killed process may die
+    # before its service writes the run record, so its id is read from the folder name, and
+    # the resumed process's from its (complete) record.
     runs = sorted((tmp_path / "runs" / "wandb").glob("offline-run-*"))
-    assert {read_offline_run(r).run_id for r in runs} == {run_dir.name}
+    assert {r.name.rsplit("-", 1)[-1] for r in runs} == {run_dir.name}
+    assert read_offline_run(runs[-1]).run_id == run_dir.name
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 __all__ = ["ResumableLoader", "ResumableSampler"]
@@ -61,6 +62,10 @@ class ResumableLoader(DataLoader):
     def __init__(
         self, dataset: Dataset, batch_size: int, sampler: ResumableSampler, progress: Callable[[], tuple[int, int]] | None = None, **kwargs: Any
     ) -> None:
+        # A DataLoader draws its workers' base seed from torch's global RNG each time an epoch's
+        # iterator is created, i.e. after an epoch-end checkpoint has recorded that RNG: resumed
+        # there, the run would be one draw behind. Its own generator keeps the global RNG out.
+        kwargs.setdefault("generator", torch.Generator().manual_seed(int(sampler.seed)))
         super().__init__(dataset, batch_size=batch_size, sampler=sampler, **kwargs)
         self.progress = progress
 
