@@ -85,6 +85,11 @@ def test_fit_run_has_config_summary_table_and_clean_finish(tmp_path: Path, monke
     assert -1.0 <= report["synth-lfw"]["threshold"] <= 1.0
     # fr validate logs into its own run, named the same way.
     last = tmp_path / "runs" / "fr-lightning" / run.run_id / "checkpoints" / "last.ckpt"
+    # fr eval ijb|tinyface name their runs after the fit run that wrote the checkpoint.
+    from fr_lightning.tools.eval_cli import eval_run_naming
+
+    assert eval_run_naming(last, "fallback") == {"name": run.name, "group": "arcface"}
+    assert eval_run_naming(tmp_path / "missing.ckpt", "fallback") == {"name": "fallback"}
     cli_main(["validate", *TINY, f"--ckpt_path={last}"])
     val = _read(next(p for p in _runs(tmp_path) if p != run_path))
     assert val.name == f"arcface-{val.run_id}" and val.job_type == "validate" and val.exit_code == 0

@@ -80,7 +80,8 @@ def run_ijb(
     _say(format_table(results))
     _say(f"wrote {out / (ijb.target + '.json')} and {out / (ijb.target + '_scores.npy')}")
     if wandb:
-        where = log_wandb(results, f"{ijb.target}-{ckpt.stem}", out, {"root": str(root), "ckpt": str(ckpt), **results["switches"]})
+        naming = eval_run_naming(ckpt, f"{ijb.target}-{ckpt.stem}")
+        where = log_wandb(results, naming["name"], out, {"root": str(root), "ckpt": str(ckpt), **results["switches"]}, naming.get("group"))
         _say(f"logged to W&B ({where})")
     return results
 
@@ -121,10 +122,23 @@ def run_tinyface(
     if wandb:
         import wandb as wb
 
-        run = wb.init(project="fr-lightning", job_type="eval", name=f"tinyface-{ckpt.stem}", dir=str(out), config={"root": str(root), "ckpt": str(ckpt)}, reinit=True)
+        naming = eval_run_naming(ckpt, f"tinyface-{ckpt.stem}")
+        run = wb.init(
+            project="fr-lightning", job_type="eval", name=naming["name"], group=naming.get("group"), tags=["eval:tinyface"],
+            dir=str(out), config={"root": str(root), "ckpt": str(ckpt)}, reinit=True,
+        )  # fmt: skip
         run.log({f"tinyface/{k}": v for k, v in results.items() if k.startswith("rank-")})
         run.finish()
     return results
+
+
+def eval_run_naming(ckpt: Path, fallback: str) -> dict[str, str]:
+    """W&B name and group of an evaluation run: those of the fit run that wrote ``ckpt``
+    (``<recipe>-<id>``, group ``<recipe>``, as ``fr fit|validate|test`` name theirs), or
+    ``fallback`` for a checkpoint that does not record them (older or foreign checkpoints)."""
+    from fr_lightning.tracking.resume import checkpoint_run_naming
+
+    return {"name": fallback, **checkpoint_run_naming(ckpt)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -131,6 +131,11 @@ class FaceWandbLogger(WandbLogger):
         """Display name of the run."""
         return self._wandb_init.get("name")
 
+    @property
+    def run_group(self) -> str | None:
+        """Group of the run (the recipe by default)."""
+        return self._wandb_init.get("group")
+
     # ---------------------------------------------------------------- finish
     @rank_zero_only
     def finalize(self, status: str) -> None:

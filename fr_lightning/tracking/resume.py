@@ -18,7 +18,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fr_lightning.utils.rundir import run_dir
 
-__all__ = ["ResumeState", "checkpoint_is_valid", "checkpoint_run_id", "find_last_checkpoint", "get_rng_state", "set_rng_state"]
+__all__ = ["ResumeState", "checkpoint_is_valid", "checkpoint_run_id", "checkpoint_run_naming", "find_last_checkpoint", "get_rng_state", "set_rng_state"]
 
 #: ``--ckpt_path`` values that mean "the newest valid checkpoint of this run".
 AUTO_VALUES = ("last", "auto")
@@ -33,15 +33,30 @@ def checkpoint_is_valid(path: Path) -> bool:
         return False
 
 
-def checkpoint_run_id(path: Path) -> str | None:
-    """The W&B run id stored in a checkpoint by :class:`ResumeState` (None when absent)."""
+def _resume_state(path: Path) -> dict[str, Any]:
+    """The :class:`ResumeState` entry of a checkpoint ({} when unreadable or absent)."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - an unreadable or foreign checkpoint simply has no id
-        return None
+    except Exception:  # noqa: BLE001 - an unreadable or foreign checkpoint simply has no state
+        return {}
     state = next((v for k, v in ckpt.get("callbacks", {}).items() if str(k).startswith("ResumeState")), None)
-    run_id = (state or {}).get("wandb_id")
+    return state if isinstance(state, dict) else {}
+
+
+def checkpoint_run_id(path: Path) -> str | None:
+    """The W&B run id stored in a checkpoint by :class:`ResumeState` (None when absent)."""
+    run_id = _resume_state(path).get("wandb_id")
     return str(run_id) if run_id else None
+
+
+def checkpoint_run_naming(path: Path) -> dict[str, str]:
+    """W&B ``name`` and ``group`` of the fit run that wrote a checkpoint ({} for older or foreign ones).
+
+    Evaluation commands (``fr eval ijb|tinyface``) open their runs under the same name and group,
+    so they sit next to the training run in the W&B UI.
+    """
+    state = _resume_state(path)
+    return {k: str(state[f"wandb_{k}"]) for k in ("name", "group") if state.get(f"wandb_{k}")}
 
 
 def find_last_checkpoint(root: Path, run_id: str | None = None) -> Path | None:
@@ -94,6 +109,8 @@ class ResumeState(pl.Callback):
 
     def __init__(self) -> None:
         self.wandb_id: str | None = None
+        self.wandb_name: str | None = None
+        self.wandb_group: str | None = None
         self.last_val_step: int = -1
         self._rng_to_restore: dict[str, Any] | None = None
         #: Set at the end of a fit whose final validation was lost (the ``fr`` command runs it).
@@ -102,10 +119,15 @@ class ResumeState(pl.Callback):
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        return {"wandb_id": self.wandb_id, "last_val_step": self.last_val_step, "rng": get_rng_state(), "pid": os.getpid()}
+        return {
+            "wandb_id": self.wandb_id, "wandb_name": self.wandb_name, "wandb_group": self.wandb_group,
+            "last_val_step": self.last_val_step, "rng": get_rng_state(), "pid": os.getpid(),
+        }  # fmt: skip
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.wandb_id = state_dict.get("wandb_id") or self.wandb_id
+        self.wandb_name = state_dict.get("wandb_name") or self.wandb_name
+        self.wandb_group = state_dict.get("wandb_group") or self.wandb_group
         self.last_val_step = int(state_dict.get("last_val_step", -1))
         self._rng_to_restore = state_dict.get("rng")
 
@@ -114,6 +136,8 @@ class ResumeState(pl.Callback):
             run_id = getattr(logger, "run_id", None)
             if run_id:
                 self.wandb_id = run_id
+                self.wandb_name = getattr(logger, "run_name", None) or self.wandb_name
+                self.wandb_group = getattr(logger, "run_group", None) or self.wandb_group
 
     # ------------------------------------------------------------- training
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -94,11 +94,12 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def log_wandb(results: dict[str, Any], name: str, out_dir: Path, config: dict[str, Any]) -> str | None:
+def log_wandb(results: dict[str, Any], name: str, out_dir: Path, config: dict[str, Any], group: str | None = None) -> str | None:
     """Log the metrics and the ROC (TAR vs log10 FAR line plot) to a W&B ``eval`` run; returns the run dir."""
     import wandb
 
-    run = wandb.init(project="fr-lightning", job_type="eval", name=name, dir=str(out_dir), config=config, reinit=True)
+    tags = [f"eval:{results['target']}"]
+    run = wandb.init(project="fr-lightning", job_type="eval", name=name, group=group, tags=tags, dir=str(out_dir), config=config, reinit=True)
     try:
         target = results["target"]
         metrics: dict[str, Any] = {f"{target}/{k}": v for k, v in results["1:1"].items()}
