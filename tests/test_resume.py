@@ -147,7 +147,7 @@ def test_sigterm_saves_a_checkpoint_exits_99_and_resumes_exactly(tmp_path: Path,
     out = _fit(tmp_path, no_steps, term)
     assert out.returncode == EXIT_PREEMPTED, out.stderr[-2000:]
     (run_dir,) = (tmp_path / "runs" / "fr-lightning").iterdir()
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 4
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 4
     wandb_run = read_offline_run(next((tmp_path / "runs" / "wandb").glob("offline-run-*")))
     assert wandb_run.exit_code == EXIT_PREEMPTED
     out = _fit(tmp_path, no_steps, "--ckpt_path=last")
