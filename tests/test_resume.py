@@ -70,7 +70,8 @@ class SaveWeights(pl.Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         acc = float(trainer.callback_metrics.get("val/synth-lfw/acc", float("nan")))
-        torch.save({"weights": pl_module.state_dict(), "acc": acc, "step": trainer.global_step}, self.path)
+        if trainer.is_global_zero:
+            torch.save({"weights": pl_module.state_dict(), "acc": acc, "step": trainer.global_step}, self.path)
 
 
 class FailOnValidation(pl.Callback):
@@ -98,6 +99,16 @@ def _fit(cwd: Path, *extra: str) -> subprocess.CompletedProcess:
     save = f"--trainer.callbacks+={{class_path: tests.test_resume.SaveWeights, init_args: {{path: {cwd / 'final.pt'}}}}}"
     code = "import sys, torch; torch.set_num_threads(2); from fr_lightning.cli import main; main(sys.argv[1:])"
     return subprocess.run([sys.executable, "-c", code, "fit", *RUN, save, *extra], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
+
+
+def _fit_ddp(cwd: Path, *extra: str) -> subprocess.CompletedProcess:
+    """:func:`_fit` on 2 gloo processes, started as ``python -m fr_lightning.cli`` (Lightning's
+    launcher re-runs that command line for rank 1, which ``python -c`` cannot provide)."""
+    save = f"--trainer.callbacks+={{class_path: tests.test_resume.SaveWeights, init_args: {{path: {cwd / 'final.pt'}}}}}"
+    ddp = ["--config", str(ROOT / "configs" / "scale" / "cpu-ddp2.yaml")]
+    ddp.append("--data.init_args.train.init_args.num_identities=12")  # twice the data: 3 batches per rank and epoch
+    cmd = [sys.executable, "-m", "fr_lightning.cli", "fit", *RUN, save, *ddp, *extra]
+    return subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
 
 
 def _final(cwd: Path) -> tuple[dict[str, torch.Tensor], float]:
@@ -138,6 +149,28 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path: Path, r
     runs = sorted((tmp_path / "runs" / "wandb").glob("offline-run-*"))
     assert {r.name.rsplit("-", 1)[-1] for r in runs} == {run_dir.name}
     assert read_offline_run(runs[-1]).run_id == run_dir.name
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_sigkill_then_resume_is_bit_identical_under_two_process_ddp(tmp_path: Path) -> None:
+    """The same under 2-process gloo DDP: both ranks die at the step, resume from ``last``."""
+    ref_dir = tmp_path / "reference"
+    ref_dir.mkdir()
+    out = _fit_ddp(ref_dir)
+    assert out.returncode == 0, out.stderr[-2000:]
+    weights, acc = _final(ref_dir)
+    run = tmp_path / "killed"
+    run.mkdir()
+    step = random.Random().randint(2, STEPS - 1)
+    kill = f"--trainer.callbacks+={{class_path: tests.test_resume.KillAt, init_args: {{step: {step}}}}}"
+    _fit_ddp(run, kill)
+    assert find_last_checkpoint(run / "runs" / "fr-lightning") is not None
+    out = _fit_ddp(run, "--ckpt_path=last")
+    assert out.returncode == 0, out.stderr[-2000:]
+    got, got_acc = _final(run)
+    _assert_identical(got, weights)
+    assert got_acc == acc, f"killed at step {step}"
 
 
 @pytest.mark.slow
