@@ -309,32 +309,27 @@ def align(src: Path, landmarks_file: Path, out: Path, size: int = 112) -> int:
         raise FileNotFoundError(f"image folder not found: {src}")
     if not landmarks_file.is_file():
         raise FileNotFoundError(f"landmarks file not found: {landmarks_file}")
+    from fr_lightning.deploy.images import read_landmarks
+
+    try:
+        entries = read_landmarks(landmarks_file)  # the one parser of the format (also `fr embed --landmarks`)
+    except ValueError as exc:
+        raise DataFormatError(str(exc)) from None
     n = 0
-    with open(landmarks_file, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            fields = line.rsplit(maxsplit=10)
-            try:
-                if len(fields) != 11:
-                    raise ValueError
-                lm = np.array([float(v) for v in fields[1:]], dtype=np.float64).reshape(5, 2)
-            except ValueError:
-                raise DataFormatError(f"{landmarks_file}, line {lineno}: expected 'path x1 y1 ... x5 y5', got {line[:80]!r}") from None
-            rel = Path(fields[0])
-            img = cv2.imread(str(src / rel), cv2.IMREAD_COLOR)
-            if img is None:
-                raise DataFormatError(f"{landmarks_file}, line {lineno}: cannot read image {src / rel}")
-            aligned, _ = align_face(img, lm, size)
-            dst = out / rel
-            if dst.suffix.lower() not in (".jpg", ".jpeg", ".png"):
-                dst = dst.with_suffix(".png")
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            params = [cv2.IMWRITE_JPEG_QUALITY, 95] if dst.suffix.lower() in (".jpg", ".jpeg") else []
-            if not cv2.imwrite(str(dst), aligned, params):
-                raise OSError(f"cannot write {dst}")
-            n += 1
+    for name, lm in entries.items():
+        rel = Path(name)
+        img = cv2.imread(str(src / rel), cv2.IMREAD_COLOR)
+        if img is None:
+            raise DataFormatError(f"{landmarks_file}: cannot read image {src / rel} (entry {name!r})")
+        aligned, _ = align_face(img, lm, size)
+        dst = out / rel
+        if dst.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+            dst = dst.with_suffix(".png")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        params = [cv2.IMWRITE_JPEG_QUALITY, 95] if dst.suffix.lower() in (".jpg", ".jpeg") else []
+        if not cv2.imwrite(str(dst), aligned, params):
+            raise OSError(f"cannot write {dst}")
+        n += 1
     return n
 
 
