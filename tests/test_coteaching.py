@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from fr_lightning.batch import FaceBatch
 from fr_lightning.data import LabelNoise, pairflip_noise, symmetric_noise
-from fr_lightning.functional.noisy import (
+from fr_lightning.functional.coteaching import (
     forget_rate,
     mean_point_agreement,
     selection_quality,

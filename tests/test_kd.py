@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from fr_lightning.backbones import MobileFaceNet
 from fr_lightning.batch import FaceBatch
-from fr_lightning.functional.distill import (
+from fr_lightning.functional.kd import (
     calibrate_reorder,
     calibrate_translate,
     feature_loss,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from fr_lightning.functional.noisy import forget_rate, kept_count, small_loss_mask
+from fr_lightning.functional.coteaching import forget_rate, kept_count, small_loss_mask
 from fr_lightning.methods import CoTeaching
 
 

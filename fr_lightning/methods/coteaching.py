@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from fr_lightning.batch import StepContext, StepOutput
 from fr_lightning.criterion import Criterion, scoring_pass, training_pass
-from fr_lightning.functional.noisy import (
+from fr_lightning.functional.coteaching import (
     forget_rate,
     mean_point_agreement,
     selection_quality,

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from fr_lightning.batch import FaceBatch, StepContext
-from fr_lightning.functional.distill import (
+from fr_lightning.functional.kd import (
     calibrate_reorder,
     calibrate_translate,
     feature_loss,
