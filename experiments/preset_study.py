@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from lightning.pytorch import Callback, LightningModule, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "experiments" / "out"
@@ -71,6 +72,31 @@ def trainer_args(epochs: int, callbacks: Sequence[Mapping[str, Any]], val_every:
     ]
 
 
+class CurveRecorder(Callback):
+    """Appends every validation's scalar metrics (with epoch and step) to ``curve.json`` in the work dir.
+
+    Studies that validate more than once (``trainer_args(val_every=...)``) read the file back as
+    the run's learning curve, e.g. the clean-validation curve of a noisy-label run.
+
+    Args:
+        path: where to write the curve.
+    """
+
+    def __init__(self, path: str = "curve.json") -> None:
+        self.path = Path(path)
+        self.points: list[dict[str, float]] = []
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        point = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1 and k.startswith("val/")}
+        self.points.append({"epoch": float(trainer.current_epoch), "step": float(trainer.global_step), **point})
+        self.path.write_text(json.dumps(self.points))
+
+
+CURVE = {"class_path": "experiments.preset_study.CurveRecorder"}
+
+
 def fit(name: str, args: Sequence[str], seed: int, out_dir: Path) -> dict[str, float]:
     """Run ``fr fit args --seed_everything=seed`` in this process; final scalar metrics plus ``wall_s``.
 
@@ -84,6 +110,7 @@ def fit(name: str, args: Sequence[str], seed: int, out_dir: Path) -> dict[str, f
     cache.parent.mkdir(parents=True, exist_ok=True)
     work = out_dir / "work" / f"{name}-s{seed}"
     work.mkdir(parents=True, exist_ok=True)
+    (work / "curve.json").unlink(missing_ok=True)  # a stale curve of an interrupted run
     os.environ.setdefault("WANDB_MODE", "offline")
     start, cwd = time.time(), os.getcwd()
     os.chdir(work)
@@ -91,8 +118,10 @@ def fit(name: str, args: Sequence[str], seed: int, out_dir: Path) -> dict[str, f
         cli = cli_main(["fit", *args, f"--seed_everything={seed}"])
     finally:
         os.chdir(cwd)
-    metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if v.numel() == 1}
+    metrics: dict[str, Any] = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if v.numel() == 1}
     metrics["wall_s"] = time.time() - start
+    if (work / "curve.json").is_file():
+        metrics["curve"] = json.loads((work / "curve.json").read_text())
     cache.write_text(json.dumps(metrics, indent=1))
     return metrics
 

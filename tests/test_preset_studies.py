@@ -1,0 +1,42 @@
+"""Smoke tests of the method-on-preset studies (``python -m experiments.method_preset --quick``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from experiments.method_preset import STUDIES, derived
+
+
+def test_derived_group_and_curve_metrics() -> None:
+    run = {f"val/synth-rfw-g{g}/acc": acc for g, acc in enumerate([0.9, 0.8, 0.8, 0.7])}
+    run["curve"] = [{"val/synth-lfw/acc": a} for a in (0.6, 0.8, 0.7)]
+    out = derived(run)
+    assert out["group/mean"] == pytest.approx(0.8)
+    assert out["group/ser"] == pytest.approx(0.3 / 0.1)
+    assert out["curve/peak"] == pytest.approx(0.8) and out["curve/drop"] == pytest.approx(0.1)
+
+
+def test_every_study_has_a_baseline_first_and_one_method() -> None:
+    for name, study in STUDIES.items():
+        variants = list(study.variants)
+        assert len(variants) >= 2, name
+        assert set(study.heads) <= set(variants), name
+
+
+@pytest.mark.parametrize("study", ["coteaching", pytest.param("gabn", marks=pytest.mark.slow), pytest.param("poseface", marks=pytest.mark.slow), pytest.param("adasin", marks=pytest.mark.slow)])
+def test_method_preset_quick(study: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from experiments.method_preset import main
+
+    results = main(["--study", study, "--quick", "--out-dir", str(tmp_path)])
+    assert list(results) == list(STUDIES[study].variants)
+    for runs in results.values():
+        assert len(runs) == 1 and runs[0]["curve"], "each run keeps its validation curve"
+        for key in STUDIES[study].columns.values():
+            assert key in runs[0], key
+    saved = json.loads((tmp_path / f"{study}_preset-quick.json").read_text())
+    assert set(saved) == set(results)
+    out = capsys.readouterr().out
+    assert "Gain over" in out and "wall time" in out
