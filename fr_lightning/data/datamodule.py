@@ -6,6 +6,7 @@ import lightning.pytorch as pl
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from fr_lightning.batch import collate_faces
+from fr_lightning.data.dual_loaders import DualLoaders
 from fr_lightning.data.noise import LabelNoise, NoisyLabelDataset
 from fr_lightning.data.pairs import PairImages, PairSet
 from fr_lightning.data.sources import SyntheticSource, TrainSource, ValSource, default_val_sets
@@ -26,6 +27,8 @@ class FaceDataModule(pl.LightningDataModule):
         hflip: random horizontal flip of training images (landmarks follow).
         label_noise: corrupt a fraction of the training labels (noisy-label studies); each
             sample then carries ``labels`` (noisy) and ``clean_labels`` (true, diagnostics only).
+        dual_loaders: F²C's identity-based + instance-based sampling (``fr_lightning.data.dual_loaders.DualLoaders``):
+            each of ``batch_size`` items is one instance pair plus identity pairs, batched as ``[x; y]``.
     """
 
     def __init__(
@@ -39,6 +42,7 @@ class FaceDataModule(pl.LightningDataModule):
         num_workers: int = 2,
         hflip: bool = True,
         label_noise: LabelNoise | None = None,
+        dual_loaders: DualLoaders | None = None,
     ) -> None:
         super().__init__()
         self.train_source = train if train is not None else SyntheticSource()
@@ -50,6 +54,7 @@ class FaceDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.hflip = hflip
         self.label_noise = label_noise
+        self.dual_loaders = dual_loaders
         self.train_set: Dataset | None = None
         self.val_pairs: list[PairSet] = []
         self.test_pairs: list[PairSet] = []
@@ -69,6 +74,10 @@ class FaceDataModule(pl.LightningDataModule):
                 if train_set is None or isinstance(train_set, IterableDataset):
                     raise ValueError("data.label_noise needs a map-style training source (not a streaming one)")
                 train_set = NoisyLabelDataset(train_set, self.label_noise, self.num_classes)
+            if self.dual_loaders is not None:
+                import os
+
+                train_set = self.dual_loaders.wrap(train_set, int(os.environ.get("PL_GLOBAL_SEED", 0)))
             self.train_set = train_set
         if stage in ("fit", "validate") and not self.val_pairs:
             self.val_pairs = [s.build(self.image_size) for s in self.val_sources]
@@ -135,7 +144,7 @@ class FaceDataModule(pl.LightningDataModule):
             drop_last=True,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            collate_fn=collate_faces,
+            collate_fn=getattr(dataset, "collate", collate_faces),
         )
 
     def val_dataloader(self) -> list[DataLoader]:
