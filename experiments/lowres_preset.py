@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.preset_study import OUT, ROOT, data_args, fit, gain_table, pairs_entry, save, table, trainer_args
+from experiments.preset_study import OUT, ROOT, data_args, fit_all, gain_table, pairs_entry, save, table, trainer_args
 
 PRESET = "lowres"
 VARIANTS: dict[str, list[dict[str, object]]] = {
@@ -68,19 +68,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--identities", type=int, default=120)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--identities", type=int, default=200)
     parser.add_argument("--per-identity", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--image-size", type=int, default=48)
+    parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--pairs", type=int, default=600)
     parser.add_argument("--sizes", nargs="+", type=int, default=[8, 16, 32, 0], help="probe sizes at 112-px scale; 0 = full")
     parser.add_argument("--out-dir", type=Path, default=OUT)
+    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each (2 = both cores of the CPU VM)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 epoch of 6 identities × 4, 40 pairs, 32 px, seed 0")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.identities, args.per_identity = [0], 1, 6, 4
-        args.batch_size, args.pairs, args.image_size, args.sizes = 12, 40, 32, [8, 0]
+        args.batch_size, args.pairs, args.image_size, args.sizes, args.jobs = 12, 40, 32, [8, 0], 1
     return args
 
 
@@ -89,12 +90,11 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, float]]]:
     start = time.time()
     tag = f"e{args.epochs}-i{args.identities}x{args.per_identity}-b{args.batch_size}-s{args.image_size}-p{args.pairs}"
     results: dict[str, list[dict[str, float]]] = {v: [] for v in args.variants}
-    for seed in args.seeds:  # seed-major: every variant of a seed before the next seed
-        for variant in args.variants:
-            name = f"lowres_preset-{variant.replace('+', '-')}-{tag}"
-            metrics = fit(name, run_args(variant, args), seed, args.out_dir)
-            results[variant].append(metrics)
-            print(f"  {variant} seed {seed}: full {100 * metrics.get('val/synth-lowres@full/acc', float('nan')):.2f} % ({metrics['wall_s']:.0f} s)", flush=True)
+    keys = [(seed, variant) for seed in args.seeds for variant in args.variants]  # seed-major
+    tasks = [(f"lowres_preset-{variant.replace('+', '-')}-{tag}", run_args(variant, args), seed) for seed, variant in keys]
+    for (seed, variant), metrics in zip(keys, fit_all(tasks, args.out_dir, args.jobs)):
+        results[variant].append(metrics)
+        print(f"  {variant} seed {seed}: full {100 * metrics.get('val/synth-lowres@full/acc', float('nan')):.2f} % ({metrics['wall_s']:.0f} s)", flush=True)
     cols = {label(s): f"val/synth-lowres@{'full' if s == 0 else s}/acc" for s in args.sizes}
     lines = [
         f"Preset `{PRESET}`, budget {tag}, seeds {args.seeds}. Verification accuracy (%), one image of each "

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.preset_study import CURVE, OUT, ROOT, data_args, fit, flow, gain_table, pairs_entry, save, table, trainer_args
+from experiments.preset_study import CURVE, OUT, ROOT, data_args, fit_all, flow, gain_table, pairs_entry, save, table, trainer_args
 
 Sets = list[tuple[str, str, int, dict[str, Any]]]
 GROUP_SETS: Sets = [(f"synth-rfw-g{g}", "group", 10 + g, {"group": g}) for g in range(4)]
@@ -143,6 +143,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pairs", type=int, default=600)
     parser.add_argument("--val-every", type=int, default=None, help="validate every N epochs (default: 2, or the last epoch only)")
     parser.add_argument("--out-dir", type=Path, default=OUT)
+    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each (2 = both cores of the CPU VM)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 epochs of 6 identities × 4, 20 pairs, 32 px, seed 0")
     args = parser.parse_args(argv)
     study = STUDIES[args.study]
@@ -152,7 +153,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.variants = args.variants or list(study.variants)
     if args.quick:
         args.seeds, args.epochs, args.identities, args.per_identity = [0], 2, 6, 4
-        args.batch_size, args.pairs, args.image_size = 12, 20, 32
+        args.batch_size, args.pairs, args.image_size, args.jobs = 12, 20, 32, 1
     args.val_every = args.val_every or min(2, args.epochs)
     return args
 
@@ -163,12 +164,13 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     start = time.time()
     tag = f"e{args.epochs}-i{args.identities}x{args.per_identity}-b{args.batch_size}-s{args.image_size}-p{args.pairs}-v{args.val_every}"
     results: dict[str, list[dict[str, Any]]] = {v: [] for v in args.variants}
-    for seed in args.seeds:
-        for variant in args.variants:
-            metrics = derived(fit(f"{args.study}_preset-{variant}-{tag}", run_args(study, variant, args), seed, args.out_dir))
-            results[variant].append(metrics)
-            shown = ", ".join(f"{c} {100 * metrics[k]:.2f}" for c, k in study.columns.items() if k in metrics)
-            print(f"  {variant} seed {seed}: {shown} ({metrics['wall_s']:.0f} s)", flush=True)
+    keys = [(seed, variant) for seed in args.seeds for variant in args.variants]  # seed-major
+    tasks = [(f"{args.study}_preset-{variant}-{tag}", run_args(study, variant, args), seed) for seed, variant in keys]
+    for (seed, variant), raw in zip(keys, fit_all(tasks, args.out_dir, args.jobs)):
+        metrics = derived(raw)
+        results[variant].append(metrics)
+        shown = ", ".join(f"{c} {100 * metrics[k]:.2f}" for c, k in study.columns.items() if k in metrics)
+        print(f"  {variant} seed {seed}: {shown} ({metrics['wall_s']:.0f} s)", flush=True)
     baseline = next(iter(study.variants))
     lines = [
         f"Study `{args.study}` on preset `{study.preset}`, budget {tag}, seeds {args.seeds}; accuracy in %, mean ± std over seeds:",

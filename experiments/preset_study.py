@@ -126,6 +126,28 @@ def fit(name: str, args: Sequence[str], seed: int, out_dir: Path) -> dict[str, f
     return metrics
 
 
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def fit_all(tasks: Sequence[tuple[str, Sequence[str], int]], out_dir: Path, jobs: int = 1) -> list[dict[str, Any]]:
+    """``fit`` every ``(name, args, seed)`` task, ``jobs`` at a time (processes of one thread each).
+
+    Order of the results is the order of ``tasks``. With ``jobs=1`` everything runs in this process.
+    """
+    if jobs <= 1:
+        return [fit(name, args, seed, out_dir) for name, args, seed in tasks]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker) as pool:
+        futures = [pool.submit(fit, name, list(args), seed, out_dir) for name, args, seed in tasks]
+        return [f.result() for f in futures]
+
+
 def mean_std(values: Sequence[float], scale: float = 100.0) -> str:
     """``mean ± std`` (population std), scaled (percent by default), two decimals."""
     arr = scale * np.asarray(values, dtype=float)

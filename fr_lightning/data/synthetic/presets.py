@@ -60,7 +60,7 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
         "lowres": Preset(
             name="lowres",
             summary="identity in shape and fine detail; colour varies per photo (low resolution hurts)",
-            renderer={"colour_jitter": 1.0, "nuisance": _PHOTO_COLOUR},
+            renderer={"colour_jitter": 1.0, "nuisance": _PHOTO_COLOUR, "identity_scale": 2.5, "nuisance_scale": 0.5},
         ),
         "pose": Preset(
             name="pose",
