@@ -141,6 +141,18 @@ def test_loss_and_gradient_equal_the_authors_rules_in_float64(capacity: int) -> 
         assert list(clf.lru.order.items()) == list(ref.cache.items())
 
 
+def test_gallery_is_a_frozen_copy_moved_by_the_authors_ema() -> None:
+    backbone = torch.nn.Linear(3, 4)
+    clf = F2C(4, 10, capacity=2, momentum=0.9)
+    clf.attach_gallery(backbone)
+    assert clf.gallery is not backbone and not any(p.requires_grad for p in clf.gallery.parameters())
+    before = clf.gallery.weight.detach().clone()
+    with torch.no_grad():
+        backbone.weight.add_(1.0)
+    clf.update_gallery(backbone)
+    torch.testing.assert_close(clf.gallery.weight, 0.9 * before + 0.1 * backbone.weight.detach())
+
+
 def test_scoring_mode_leaves_the_pool_unchanged() -> None:
     clf = F2C(4, 10, capacity=3).eval()
     before = clf.pool.clone()
