@@ -49,8 +49,11 @@ def retained(runs: list[dict[str, float]], key: str, full: str | None) -> str:
     return f"{values.mean():.2f} ± {values.std():.2f}"
 
 
-def run_args(variant: str, args: argparse.Namespace) -> list[str]:
-    """`fr fit` arguments of one variant: the recipe, the preset data and the low-res evaluation."""
+def run_args(variant: str, args: argparse.Namespace, callbacks: list[dict[str, object]] | None = None, label_noise: float | None = None) -> list[str]:
+    """`fr fit` arguments of one variant: the recipe, the preset data and the low-res evaluation.
+
+    ``callbacks`` replaces the variant's method callbacks (the combination studies use it).
+    """
     evaluation = {
         "class_path": "fr_lightning.eval.lowres.LowResEvaluation",
         "init_args": {"pairs_from": "synth-lfw", "max_pairs": args.pairs, "sizes": args.sizes, "identification": False, "plot": False},
@@ -59,8 +62,8 @@ def run_args(variant: str, args: argparse.Namespace) -> list[str]:
     return [
         "--config",
         str(ROOT / "recipes" / "arcface.yaml"),
-        *data_args(PRESET, args.identities, args.per_identity, val, args.batch_size, image_size=args.image_size),
-        *trainer_args(args.epochs, [*VARIANTS[variant], evaluation]),
+        *data_args(PRESET, args.identities, args.per_identity, val, args.batch_size, image_size=args.image_size, label_noise=label_noise),
+        *trainer_args(args.epochs, [*(VARIANTS[variant] if callbacks is None else callbacks), evaluation]),
     ]
 
 

@@ -55,7 +55,7 @@ def data_args(
         args.append(f"--data.init_args.image_size={image_size}")
         args.append(f"--model.init_args.backbone.init_args.input_size={image_size}")
     if label_noise is not None:
-        args.append(f"--data.init_args.label_noise={label_noise}")
+        args.append(f"--data.init_args.label_noise={flow({'kind': 'symmetric', 'rate': label_noise, 'seed': 0})}")
     return args
 
 

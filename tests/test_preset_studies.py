@@ -40,3 +40,18 @@ def test_method_preset_quick(study: str, tmp_path: Path, capsys: pytest.CaptureF
     assert set(saved) == set(results)
     out = capsys.readouterr().out
     assert "Gain over" in out and "wall time" in out
+
+
+@pytest.mark.slow  # two trainings of tiny data each for the parts, plus a teacher
+@pytest.mark.parametrize("study", ["lowres-kd", "noisy-lowres"])
+def test_combo_preset_quick(study: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from experiments.combo_preset import main
+
+    results = main(["--study", study, "--quick", "--out-dir", str(tmp_path)])
+    both = next(v for v in results if "+" in v)
+    assert "baseline" in results and len(results) == 4
+    for runs in results.values():
+        assert 0.0 <= runs[0]["val/synth-lowres@8/acc"] <= 1.0
+    out = capsys.readouterr().out
+    assert f"`{both}` over" in out and "wall time" in out
+    assert (tmp_path / f"combo-{study}-quick.md").is_file()

@@ -1,0 +1,150 @@
+"""Two method combinations against their single-method parts, on the ``lowres`` preset.
+
+    python -m experiments.combo_preset --study lowres-kd       # teacher, then baseline / lowres / kd / lowres+kd
+    python -m experiments.combo_preset --study noisy-lowres    # 40 % label noise: baseline / coteaching / lowres / both
+    python -m experiments.combo_preset --study lowres-kd --quick   # smoke run: tiny data, one seed
+
+Both use ``experiments.lowres_preset``'s data, network, budget and low-resolution evaluation
+(the runs ``baseline`` and ``lowres`` of ``lowres-kd`` are the same runs as that study's
+``baseline`` and ``multires+logexp`` and share its cache):
+
+* ``lowres-kd`` (``recipes/lowres-kd.yaml``'s composition): a teacher (the same iResNet at
+  width 0.5, trained once on HR images, seed 100, which no table reports), then the student
+  with ``KD`` (feature + ND + calibrated logit terms) alone, ``LowRes`` alone, and both stacked
+  (``LowRes`` first, so the KD terms apply to both views against the teacher's HR embedding).
+* ``noisy-lowres`` (``recipes/noisy-lowres.yaml``'s composition): 40 % symmetric label noise;
+  ``CoTeaching`` alone, ``LowRes`` alone, and both stacked.
+
+Results: ``experiments/out/combo-<study>.{json,md}``; prints its wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from experiments import lowres_preset
+from experiments.preset_study import OUT, fit, fit_all, flow, gain_table, save, table
+
+LOWRES: dict[str, Any] = lowres_preset.VARIANTS["multires+logexp"][0]
+COTEACHING: dict[str, Any] = {
+    "class_path": "fr_lightning.methods.CoTeaching",
+    "init_args": {"forget_rate": 0.4, "ramp": 2, "ramp_unit": "epoch"},
+}
+TEACHER_SEED = 100
+
+
+def teacher_backbone(image_size: int, width: float = 0.5) -> dict[str, Any]:
+    """The teacher: the study network at ``width``."""
+    return {
+        "class_path": "fr_lightning.backbones.IResNet",
+        "init_args": {"layers": [2, 2, 2, 2], "width": width, "input_size": image_size, "embedding_dim": 128},
+    }
+
+
+def kd(teacher: Path, image_size: int) -> dict[str, Any]:
+    """``KD`` with the recipe's terms (feature, ND, calibrated logit) from ``teacher``."""
+    init = {"teacher": str(teacher), "teacher_backbone": teacher_backbone(image_size), "logit_warmup_epochs": 1.0}
+    return {"class_path": "fr_lightning.methods.KD", "init_args": init}
+
+
+def train_teacher(args: argparse.Namespace, tag: str) -> tuple[Path, dict[str, Any]]:
+    """Train (or reuse) the HR teacher; its ``last.ckpt`` path and metrics."""
+    name = f"combo-teacher-{tag}"
+    run = [
+        *lowres_preset.run_args("baseline", args),
+        f"--model.init_args.backbone={flow(teacher_backbone(args.image_size))}",
+        "--trainer.enable_checkpointing=true",
+        "--checkpoint.save_last=true",
+        "--checkpoint.save_top_k=0",
+        "--checkpoint.dirpath=teacher",
+    ]
+    metrics = fit(name, run, TEACHER_SEED, args.out_dir)
+    ckpt = args.out_dir / "work" / f"{name}-s{TEACHER_SEED}" / "teacher" / "last.ckpt"
+    if not ckpt.is_file():
+        raise SystemExit(f"the teacher run left no checkpoint at {ckpt}; delete {args.out_dir / 'runs' / (name + f'-s{TEACHER_SEED}.json')} and rerun")
+    return ckpt, metrics
+
+
+def variants(args: argparse.Namespace, tag: str) -> tuple[dict[str, tuple[str, list[dict[str, Any]]]], list[str]]:
+    """Variant -> (run name, method callbacks), and extra report lines (the teacher's accuracy)."""
+    lines: list[str] = []
+    if args.study == "lowres-kd":
+        ckpt, teacher = train_teacher(args, tag)
+        lines.append(f"Teacher (iResNet width 0.5, seed {TEACHER_SEED}): full {100 * teacher['val/synth-lowres@full/acc']:.2f} %, 8 px {100 * teacher['val/synth-lowres@8/acc']:.2f} %.")
+        out = {
+            "baseline": (f"lowres_preset-baseline-{tag}", []),
+            "lowres": (f"lowres_preset-multires-logexp-{tag}", [LOWRES]),
+            "kd": (f"combo-kd-{tag}", [kd(ckpt, args.image_size)]),
+            "lowres+kd": (f"combo-lowres-kd-{tag}", [LOWRES, kd(ckpt, args.image_size)]),
+        }
+        return out, lines
+    out = {
+        "baseline": (f"combo-noisy-baseline-{tag}", []),
+        "coteaching": (f"combo-noisy-coteaching-{tag}", [COTEACHING]),
+        "lowres": (f"combo-noisy-lowres-{tag}", [LOWRES]),
+        "coteaching+lowres": (f"combo-noisy-coteaching-lowres-{tag}", [LOWRES, COTEACHING]),
+    }
+    return out, lines
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--study", choices=["lowres-kd", "noisy-lowres"], required=True)
+    parser.add_argument("--noise", type=float, default=0.4, help="symmetric label-noise rate (noisy-lowres)")
+    argv = sys.argv[1:] if argv is None else argv
+    base = lowres_preset.parse(["--quick"] if "--quick" in argv else [])
+    for key in ("epochs", "identities", "per_identity", "batch_size", "image_size", "pairs", "jobs"):
+        parser.add_argument("--" + key.replace("_", "-"), type=int, default=getattr(base, key))
+    parser.add_argument("--seeds", nargs="+", type=int, default=base.seeds)
+    parser.add_argument("--sizes", nargs="+", type=int, default=base.sizes)
+    parser.add_argument("--out-dir", type=Path, default=OUT)
+    parser.add_argument("--quick", action="store_true", help="smoke run (lowres_preset's --quick budget)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    args = parse(argv)
+    start = time.time()
+    tag = f"e{args.epochs}-i{args.identities}x{args.per_identity}-b{args.batch_size}-s{args.image_size}-p{args.pairs}"
+    noise = args.noise if args.study == "noisy-lowres" else None
+    if noise is not None:
+        tag += f"-n{args.noise}"
+    named, lines = variants(args, tag)
+    keys = [(seed, v) for seed in args.seeds for v in named]
+    tasks = [(named[v][0], lowres_preset.run_args(v, args, callbacks=named[v][1], label_noise=noise), seed) for seed, v in keys]
+    results: dict[str, list[dict[str, Any]]] = {v: [] for v in named}
+    for (seed, v), metrics in zip(keys, fit_all(tasks, args.out_dir, args.jobs)):
+        results[v].append(metrics)
+        print(f"  {v} seed {seed}: full {100 * metrics['val/synth-lowres@full/acc']:.2f} % ({metrics['wall_s']:.0f} s)", flush=True)
+    cols = {lowres_preset.label(s): f"val/synth-lowres@{'full' if s == 0 else s}/acc" for s in args.sizes}
+    head = f"Combination `{args.study}` on preset `lowres`" + (f" with {100 * args.noise:.0f} % symmetric label noise" if noise else "")
+    lines = [
+        f"{head}, budget {tag}, seeds {args.seeds}. Verification accuracy (%), one image of each pair degraded to r px (112-px scale):",
+        "",
+        *table(results, cols),
+        "",
+        "Gain over the baseline (points, paired by seed; mean ± std, worst seed):",
+        "",
+        *gain_table(results, cols),
+        "",
+        *lines,
+    ]
+    both = next(v for v in named if "+" in v)
+    for part in (v for v in named if v != "baseline" and "+" not in v):
+        lines += ["", f"`{both}` over `{part}` alone (points, paired by seed):", ""]
+        lines += gain_table({part: results[part], both: results[both]}, cols, baseline=part)
+    wall = time.time() - start
+    lines += ["", "Mean wall time per run: " + ", ".join(f"{v} {np.mean([r['wall_s'] for r in rs]):.0f} s" for v, rs in results.items()), f"Study wall time: {wall:.0f} s"]
+    save(f"combo-{args.study}" + ("-quick" if args.quick else ""), args.out_dir, results, lines)
+    print(f"wall time {wall:.0f} s")
+    return results
+
+
+if __name__ == "__main__":
+    main()
