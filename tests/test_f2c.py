@@ -230,7 +230,8 @@ def test_every_method_attaches_to_f2c_or_is_refused_with_the_reason(name: str, t
     assert module.classifier.gallery is not None
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) for n in ("poseface", "kd")] + ["lowres"])
+@pytest.mark.slow  # a few seconds each; the checkpoint test above trains F2C in the default suite
+@pytest.mark.parametrize("name", ["lowres", "poseface", "kd"])
 def test_f2c_trains_two_steps_with_a_compatible_method(name: str, tmp_path: Path) -> None:
     settings = _settings(name, tmp_path)
     if name == "kd":
