@@ -213,6 +213,23 @@ def ref_sface(x: Inputs, kw: dict, st: dict) -> dict:
     return {"logits": _loop(x, s, lambda i, cy: cy), "per_sample": torch.stack(per_sample)}
 
 
+def ref_search_softmax(x: Inputs, kw: dict, st: dict) -> dict:
+    """Target probability p -> p/(A·p + 1 − A), A = a_j·e^{s·κ}: the target logit s·c_y − ln(1 − A)."""
+    s, bins = kw["s"], kw.get("bins", 1)
+    a = list(kw["a"]) * bins if len(kw["a"]) == 1 else list(kw["a"])
+    kappa = kw["exponent"] if kw.get("exponent") is not None else (1 / 3 if bins == 1 else 1 / 2)
+
+    def target(i: int, cy: torch.Tensor) -> torch.Tensor:
+        row = [s * _f(_c(x.cos[i, j])) for j in range(x.cos.shape[1])]
+        top = max(row)
+        p = math.exp(s * _f(cy) - top) / sum(math.exp(v - top) for v in row)
+        j = next(k for k in range(bins) if k == bins - 1 or p <= (k + 1) / bins)
+        big_a = a[j] * math.exp(s * kappa)
+        return cy - math.log(1 - big_a) / s
+
+    return {"logits": _loop(x, s, target)}
+
+
 def ref_unpg(x: Inputs, kw: dict, st: dict) -> dict:
     inner = kw["head"]
     logits = REFS[inner["name"]](x, inner["kwargs"], st)["logits"]
@@ -247,6 +264,7 @@ REFS: dict[str, Callable[[Inputs, dict, dict], dict]] = {
     "sface": ref_sface,
     "adasin": ref_adasin,
     "unpg": ref_unpg,
+    "search_softmax": ref_search_softmax,
 }
 
 
@@ -290,12 +308,21 @@ CASES: dict[str, list[Case]] = {
         Case({"s": 64.0, "m": 0.5, "h": 1.0, "h_p": 0.0, "momentum": 0.01}),
         Case({"s": 64.0, "m": 0.5, "h": 0.7, "h_p": 0.4, "momentum": 0.2}, state={"t": 0.25}),
     ],
+    "search_softmax": [
+        Case({"s": 32.0, "a": [-1.0], "bins": 1}),
+        Case({"s": 32.0, "a": [-1.0, -0.3, 0.0, -0.05, -2.0], "bins": 5, "exponent": 0.4}),
+    ],
     "unpg": [
         Case({"head": ARC_INNER, "whisker": 1.5}),
         Case({"head": {"name": "cosface", "kwargs": {"s": 64.0, "m": 0.4}}, "whisker": 0.3}),
     ],
 }
 PARAMS = [(name, i) for name in HEADS for i in range(max(1, len(CASES.get(name, []))))]
+
+
+def fragment(name: str) -> Path:
+    """``configs/heads/<name>.yaml``, underscores of the head's name written as hyphens."""
+    return ROOT / "configs" / "heads" / f"{name.replace('_', '-')}.yaml"
 
 
 def case_of(name: str, i: int) -> Case:
@@ -340,7 +367,7 @@ def to_dtype(x: Inputs, dtype: torch.dtype) -> Inputs:
 
 def head_state(head: MarginHead) -> dict:
     target = head.head if isinstance(head, UNPG) else head
-    return {k: float(v) for k, v in target.named_buffers()}
+    return {k: float(v) if v.numel() == 1 else v.tolist() for k, v in target.named_buffers()}
 
 
 def run_head(head: MarginHead, x: Inputs) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -397,7 +424,7 @@ def test_every_head_has_settings() -> None:
     assert set(HEADS) == set(CASES) == set(REFS), "add CASES and a reference for every head in HEADS"
     for name, cls in HEADS.items():
         assert issubclass(cls, MarginHead)
-        assert (ROOT / "configs" / "heads" / f"{name}.yaml").is_file(), f"configs/heads/{name}.yaml missing"
+        assert fragment(name).is_file(), f"{fragment(name).relative_to(ROOT)} missing"
 
 
 @pytest.mark.parametrize(("name", "i"), PARAMS)
@@ -493,6 +520,7 @@ def test_defaults_follow_methods_md() -> None:
         "sface": {"s": 64.0, "k": 80.0, "a": 0.8, "b": 1.23},
         "adasin": {"s": 64.0, "m": 0.5, "h": 1.0, "h_p": 0.0, "momentum": 0.01},
         "unpg": {"whisker": 1.5},
+        "search_softmax": {"s": 32.0, "a": (-1.0,), "bins": 1, "exponent": None},
     }
     assert set(expected) == set(HEADS)
     for name, cls in HEADS.items():
@@ -654,7 +682,7 @@ def test_config_fragment_builds_head(name: str) -> None:
     """configs/heads/<name>.yaml parses with jsonargparse (what LightningCLI does) into the head."""
     from jsonargparse import ArgumentParser
 
-    text = (ROOT / "configs" / "heads" / f"{name}.yaml").read_text()
+    text = fragment(name).read_text()
     assert text.startswith("# "), "fragment opens with a comment giving the command"
     head_cfg = yaml.safe_load(text)["model"]["init_args"]["head"]
     parser = ArgumentParser(exit_on_error=False)

@@ -2,9 +2,9 @@
 
 Every head follows :class:`MarginHead`'s contract. Adding a head is one file in this package
 whose class carries ``@register_head``: that lists it in ``HEADS`` under the file's name (also
-the ``configs/heads/<name>.yaml`` name; the tests are generated from ``HEADS``) and this package
-re-exports it by class name, so YAML can say ``class_path: fr_lightning.heads.<Class>``. Every
-module here except ``base`` is imported below.
+the ``configs/heads/<name>.yaml`` name, underscores written as hyphens; the tests are generated
+from ``HEADS``) and this package re-exports it by class name, so YAML can say
+``class_path: fr_lightning.heads.<Class>``. Every module here except ``base`` is imported below.
 """
 
 from __future__ import annotations

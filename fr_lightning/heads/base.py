@@ -91,7 +91,7 @@ class MarginHead(nn.Module):
         return ", ".join(f"{n}={getattr(self, n)!r}" for n in shown)
 
 
-#: Every registered head class by short name (its file name, also ``configs/heads/<name>.yaml``);
+#: Every registered head class by short name (its file name; ``configs/heads/<name>.yaml``, ``_`` as ``-``);
 #: the head tests are generated from it.
 HEADS: dict[str, type[MarginHead]] = {}
 
