@@ -23,6 +23,7 @@ from fr_lightning.data import (
     write_bin,
     write_recordio,
 )
+from fr_lightning.data.resume import SampleSeeds, SeededFetch
 from fr_lightning.data.transforms import hflip_landmarks
 
 SIZE = 24
@@ -116,8 +117,12 @@ def test_resize_and_flip_keep_landmarks_consistent(tmp_path: Path) -> None:
     lm = _landmarks(4, 32)
     np.save(tmp_path / "lm.npy", lm)
     ds = RecordIOSource(str(tmp_path), landmarks="lm.npy").dataset(16, hflip=True)
-    torch.manual_seed(3)
-    out = ds.__getitems__([0, 1, 2, 3] * 4)
+    # The flip is a function of (seed, epoch, index): four epochs of the four samples.
+    seeds = SampleSeeds(3)
+    out = []
+    for epoch in range(4):
+        seeds.set_epoch(epoch)
+        out += SeededFetch(ds, seeds).__getitems__([0, 1, 2, 3])
     flips = 0
     for k, s in enumerate(out):
         assert s["images"].shape == (3, 16, 16)

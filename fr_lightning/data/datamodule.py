@@ -116,9 +116,34 @@ class FaceDataModule(pl.LightningDataModule):
         assert self.train_set is not None, "setup('fit') builds the training set"
         if hasattr(self.train_set, "bind_loader"):  # streaming sets size their epoch by the batching
             self.train_set.bind_loader(self.batch_size, self.num_workers, drop_last=True)
+        if hasattr(self.train_set, "start_epoch"):  # a resumable stream (WdsDataset)
+            return self._resumable_stream_loader(self.train_set)
         if isinstance(self.train_set, IterableDataset):
             return self._loader(self.train_set, self.batch_size, shuffle=True, collate=collate_faces)
         return self._resumable_loader(self.train_set)
+
+    def _trainer_progress(self):  # noqa: ANN202 - a callable, or None outside a trainer
+        """``() -> (epoch, finished batches of it)`` of the attached trainer (what a checkpoint resumes from)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return None
+        return lambda: (trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+
+    def _resumable_stream_loader(self, dataset: IterableDataset) -> DataLoader:
+        """Streaming training loader whose epoch follows the trainer and whose position is saved in
+        checkpoints (the dataset's own ``state_dict``; see ``data/resume.py``)."""
+        from fr_lightning.data.resume import ResumableStreamLoader
+
+        return ResumableStreamLoader(
+            dataset,
+            batch_size=self.batch_size,
+            progress=self._trainer_progress(),
+            seed=getattr(dataset, "seed", 0),
+            drop_last=True,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=collate_faces,
+        )
 
     def _resumable_loader(self, dataset: Dataset) -> DataLoader:
         """Map-style training loader whose order depends only on (seed, epoch) and whose position

@@ -1,4 +1,4 @@
-"""A training sampler and loader that resume mid-epoch at the exact sample.
+"""A training sampler and loaders that resume mid-epoch at the exact sample, and per-sample random keys.
 
 :class:`ResumableSampler` is a ``DistributedSampler`` (so Lightning leaves it in place under
 DDP) whose epoch order depends only on ``(seed, epoch)``, never on the global RNG.
@@ -6,18 +6,168 @@ DDP) whose epoch order depends only on ``(seed, epoch)``, never on the global RN
 Lightning stores in the checkpoint's fit-loop state and hands back on resume: the state is the
 epoch and the number of batches the trainer finished in it (read from the trainer's progress,
 not from the loader, which prefetches ahead), and the restored sampler skips exactly those
-samples of that epoch's order.
+samples of that epoch's order. :class:`ResumableStreamLoader` does the same for a streaming
+dataset with its own ``state_dict(batches_done)`` (:class:`~fr_lightning.data.sources.wds.WdsDataset`).
+
+Random augmentation never draws from a process's global RNG: each sample's randomness comes from
+:func:`sample_keys`, a pure function of ``(seed, epoch, sample index)``, so it does not depend on
+the worker count, the prefetch depth or where a run resumed. Map-style batches are fetched inside
+:func:`forked_rngs` (:class:`SeededFetch`): torch, NumPy and Python ``random`` are seeded from the
+batch's first key for the fetch and restored after it, so a dataset that does use the global RNGs
+is reproducible too, and fetching never moves the trainer's RNG streams.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-__all__ = ["ResumableLoader", "ResumableSampler"]
+__all__ = [
+    "ResumableLoader",
+    "ResumableSampler",
+    "ResumableStreamLoader",
+    "SampleSeeds",
+    "SeededFetch",
+    "epoch_key_base",
+    "forked_rngs",
+    "index_key",
+    "key_uniform",
+    "sample_keys",
+]
+
+_M64 = (1 << 64) - 1
+#: (seed, epoch) of the batch being fetched, set by :class:`SeededFetch` (default: (0, 0)).
+_FETCH: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar("fr_fetch_seed", default=(0, 0))
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on a uint64 array (a bijection that scatters every input bit)."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def sample_keys(indices: Any, seed: int | None = None, epoch: int | None = None) -> np.ndarray:
+    """64-bit random keys ``[N]`` (uint64), a pure function of ``(seed, epoch, index)`` per sample.
+
+    ``seed`` and ``epoch`` default to those of the batch :class:`SeededFetch` is fetching
+    (``(0, 0)`` outside a training loader).
+    """
+    if seed is None or epoch is None:
+        s, e = _FETCH.get()
+        seed, epoch = (s if seed is None else seed), (e if epoch is None else epoch)
+    idx = np.asarray(indices, dtype=np.int64).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        base = _mix(np.array([(int(seed) & _M64) ^ 0xFACE5EED], np.uint64))
+        base = _mix(base ^ np.uint64(int(epoch) & _M64))
+        return _mix(base ^ (idx * np.uint64(0x9E3779B97F4A7C15)))
+
+
+def _mix_int(x: int) -> int:
+    """:func:`_mix` on one Python int (cheaper than a 0-d array per sample)."""
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def epoch_key_base(seed: int, epoch: int) -> int:
+    """The per-(seed, epoch) part of :func:`sample_keys`, for :func:`index_key`."""
+    return _mix_int(_mix_int(((int(seed) & _M64) ^ 0xFACE5EED)) ^ (int(epoch) & _M64))
+
+
+def index_key(base: int, index: int) -> int:
+    """``sample_keys([index], seed, epoch)[0]`` as a Python int, given ``base = epoch_key_base(seed, epoch)``
+    (the per-sample path of the streaming source)."""
+    return _mix_int(base ^ ((index & _M64) * 0x9E3779B97F4A7C15 & _M64))
+
+
+def key_uniform(keys: Any, stream: int = 0) -> Any:
+    """Uniform floats in ``[0, 1)`` derived from :func:`sample_keys` (independent per ``stream``):
+    an array for an array of keys, a float for one int key."""
+    salt = (0xA5A5 + int(stream)) * 0x9E3779B97F4A7C15 & _M64
+    if isinstance(keys, (int, np.integer)):
+        return (_mix_int((int(keys) & _M64) ^ salt) >> 11) * (1.0 / (1 << 53))
+    k = np.asarray(keys, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        bits = _mix(k ^ np.uint64(salt))
+    return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+@contextlib.contextmanager
+def forked_rngs(seed: int) -> Iterator[None]:
+    """Seed torch (CPU), NumPy and Python ``random`` with ``seed`` inside the block; restore them after."""
+    saved = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    torch.random.default_generator.manual_seed(int(seed) & ((1 << 63) - 1))
+    np.random.seed(int(seed) & 0xFFFFFFFF)
+    random.seed(int(seed))
+    try:
+        yield
+    finally:
+        torch.set_rng_state(saved[0])
+        np.random.set_state(saved[1])
+        random.setstate(saved[2])
+
+
+class SampleSeeds:
+    """The ``(seed, epoch)`` of a training loader's per-sample keys, in shared memory so the main
+    process's ``set_epoch`` reaches persistent DataLoader workers."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.state = torch.tensor([int(seed), 0], dtype=torch.int64).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.state[1] = int(epoch)
+
+    @property
+    def value(self) -> tuple[int, int]:
+        seed, epoch = self.state.tolist()
+        return int(seed), int(epoch)
+
+
+class SeededFetch(Dataset):
+    """A map-style dataset whose batches are fetched with the loader's ``(seed, epoch)`` active.
+
+    Inside a fetch, :func:`sample_keys` uses that seed and epoch, and the global RNGs are seeded
+    from the batch's first key (:func:`forked_rngs`) and restored afterwards. Other attributes
+    are those of the wrapped dataset.
+
+    Args:
+        dataset: the map-style training dataset.
+        seeds: the loader's seed and current epoch.
+    """
+
+    def __init__(self, dataset: Dataset, seeds: SampleSeeds) -> None:
+        self.inner = dataset
+        self.seeds = seeds
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or "inner" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def __getitems__(self, indices: list[int]) -> list[Any]:
+        seed, epoch = self.seeds.value
+        first = int(sample_keys(indices[:1], seed, epoch)[0]) if len(indices) else 0
+        token = _FETCH.set((seed, epoch))
+        try:
+            with forked_rngs(first):
+                fetch = getattr(self.inner, "__getitems__", None)
+                return fetch(list(indices)) if fetch is not None else [self.inner[i] for i in indices]
+        finally:
+            _FETCH.reset(token)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.__getitems__([index])[0]
 
 
 class ResumableSampler(DistributedSampler):
@@ -34,22 +184,43 @@ class ResumableSampler(DistributedSampler):
 
     def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True, seed: int = 0, drop_last: bool = True) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
-        self._skip: tuple[int, int] | None = None  # (epoch, samples of this rank to skip)
+        self._skip: tuple[int, int] | None = None  # (epoch, samples of the epoch's global order to skip)
+        self.seeds: SampleSeeds | None = None
 
     def skip(self, epoch: int, samples: int) -> None:
-        """On the next pass over ``epoch``, leave out its first ``samples`` (of this rank)."""
+        """On the next pass over ``epoch``, leave out the first ``samples`` of its global order
+        (all ranks together); the rest is split over this run's ranks."""
         self._skip = (int(epoch), int(samples))
 
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        if self.seeds is not None:
+            self.seeds.set_epoch(epoch)
+
     def __iter__(self) -> Iterator[int]:
-        indices = list(super().__iter__())
-        if self._skip is not None and self._skip[0] == self.epoch:
-            indices = indices[self._skip[1] :]
-            self._skip = None
-        return iter(indices)
+        if self._skip is None or self._skip[0] != self.epoch:
+            return super().__iter__()
+        skip, self._skip = self._skip[1], None
+        # DistributedSampler gives rank r positions r, r+W, ... of the global order, so the first
+        # k samples of every rank are the first k·W of that order: skipping globally and
+        # re-splitting equals skipping per rank when W is unchanged, and stays at-most-once when
+        # a run resumes on another world size.
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(self.seed + self.epoch)
+            order = torch.randperm(len(self.dataset), generator=g).tolist()  # type: ignore[arg-type]
+        else:
+            order = list(range(len(self.dataset)))  # type: ignore[arg-type]
+        rest = order[skip : self.total_size]
+        mine = rest[self.rank :: self.num_replicas]
+        return iter(mine[: len(rest) // self.num_replicas])
 
 
 class ResumableLoader(DataLoader):
     """``DataLoader`` over a :class:`ResumableSampler` whose position survives a checkpoint.
+
+    The dataset is wrapped in :class:`SeededFetch`, so per-sample augmentation keys follow
+    ``(sampler seed, epoch, index)``.
 
     Args:
         dataset: the dataset.
@@ -66,14 +237,57 @@ class ResumableLoader(DataLoader):
         # iterator is created, i.e. after an epoch-end checkpoint has recorded that RNG: resumed
         # there, the run would be one draw behind. Its own generator keeps the global RNG out.
         kwargs.setdefault("generator", torch.Generator().manual_seed(int(sampler.seed)))
+        if not isinstance(dataset, SeededFetch):
+            dataset = SeededFetch(dataset, SampleSeeds(int(sampler.seed)))
+        sampler.seeds = dataset.seeds
+        dataset.seeds.set_epoch(sampler.epoch)
         super().__init__(dataset, batch_size=batch_size, sampler=sampler, **kwargs)
         self.progress = progress
 
     def state_dict(self) -> dict[str, int]:
         epoch, batches = self.progress() if self.progress is not None else (self.sampler.epoch, 0)
-        return {"epoch": int(epoch), "batches": int(batches), "batch_size": int(self.batch_size or 1), "seed": int(self.sampler.seed)}
+        return {
+            "epoch": int(epoch), "batches": int(batches), "batch_size": int(self.batch_size or 1),
+            "seed": int(self.sampler.seed), "world_size": int(self.sampler.num_replicas),
+        }  # fmt: skip
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if state.get("seed", self.sampler.seed) != self.sampler.seed:
             raise ValueError(f"the checkpoint's data order used seed {state['seed']}, this run uses {self.sampler.seed}")
-        self.sampler.skip(state["epoch"], state["batches"] * state.get("batch_size", self.batch_size or 1))
+        per_step = state.get("batch_size", self.batch_size or 1) * state.get("world_size", self.sampler.num_replicas)
+        self.sampler.skip(state["epoch"], state["batches"] * per_step)
+
+
+class ResumableStreamLoader(DataLoader):
+    """``DataLoader`` over a streaming dataset with ``state_dict(batches_done)`` / ``load_state_dict``
+    / ``start_epoch`` (:class:`~fr_lightning.data.sources.wds.WdsDataset`), stored in checkpoints.
+
+    Every pass reads the trainer's current epoch (or the rest of it after a resume); the position
+    saved is the trainer's (epoch, finished batches), not the prefetching workers'.
+
+    Args:
+        dataset: the streaming dataset.
+        batch_size: samples per batch.
+        progress: returns ``(epoch, finished batches in it)`` of the trainer.
+        seed: seeds the loader's own generator (workers' base seed), keeping the global RNG out.
+        **kwargs: further ``DataLoader`` arguments.
+    """
+
+    def __init__(self, dataset: Any, batch_size: int, progress: Callable[[], tuple[int, int]] | None = None, seed: int = 0, **kwargs: Any) -> None:
+        kwargs.setdefault("generator", torch.Generator().manual_seed(int(seed)))
+        super().__init__(dataset, batch_size=batch_size, **kwargs)
+        self.progress = progress
+
+    def __iter__(self) -> Any:
+        if self.progress is not None:
+            self.dataset.start_epoch(self.progress()[0])
+        return super().__iter__()
+
+    def state_dict(self) -> dict[str, Any]:
+        epoch, batches = self.progress() if self.progress is not None else (self.dataset.current_epoch, 0)
+        state = dict(self.dataset.state_dict(batches_done=int(batches)))
+        state["epoch"] = int(epoch)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.dataset.load_state_dict(state)

@@ -8,6 +8,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from fr_lightning.data.pairs import PairSet
+from fr_lightning.data.resume import key_uniform, sample_keys
 from fr_lightning.data.synthetic import FaceRenderer
 from fr_lightning.data.transforms import hflip_landmarks, normalize_images
 from fr_lightning.functional.lowres import degrade_uint8
@@ -45,15 +46,16 @@ class SyntheticFaceDataset(Dataset):
         ids = idx % self.num_identities
         out = self.renderer.render(ids, idx // self.num_identities)
         images, landmarks = out.images, out.landmarks.copy()
-        if self.hflip:
-            flip = np.random.random(len(idx)) < 0.5
-            if flip.any():
-                images = images.copy()
-                images[flip] = images[flip, :, ::-1]
-                landmarks[flip] = hflip_landmarks(landmarks[flip], images.shape[2])
+        # The flip is a pure function of (loader seed, epoch, sample index), never of a global RNG
+        # (see fr_lightning/data/resume.py), so it survives worker counts, prefetching and resume.
+        flip = key_uniform(sample_keys(idx)) < 0.5 if self.hflip else np.zeros(len(idx), bool)
+        if flip.any():
+            images = images.copy()
+            images[flip] = images[flip, :, ::-1]
+            landmarks[flip] = hflip_landmarks(landmarks[flip], images.shape[2])
         tensors = normalize_images(images)
         pose = out.pose.copy()
-        if self.hflip and flip.any():
+        if flip.any():
             pose[flip, 0] *= -1.0  # mirrored yaw
             pose[flip, 2] *= -1.0  # mirrored roll
         return [

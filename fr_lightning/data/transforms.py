@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fr_lightning.data.resume import key_uniform
+
 # albumentations (imported lazily by Augment) must not phone home for updates.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -80,9 +82,11 @@ class Augment:
     """Training augmentation for real face crops, configured from YAML.
 
     The flip is done here (so 5-point landmarks swap left/right correctly); everything else is
-    an ``albumentations.Compose`` built lazily in each process and seeded from
-    ``torch.initial_seed()``, which differs per DataLoader worker and follows ``seed_everything``
-    (a pipeline built once and forked would give every worker the same random sequence).
+    an ``albumentations.Compose`` built lazily in each process. The training sources pass each
+    sample's key (a function of seed, epoch and sample index), which decides the flip and
+    re-seeds the pipeline, so results do not depend on workers or resume; called without a key,
+    the process's own stream is used, seeded from ``torch.initial_seed()`` (which differs per
+    DataLoader worker and follows ``seed_everything``).
     Each photometric/geometric op has a probability (0 disables it) and a range.
 
     Args:
@@ -206,10 +210,17 @@ class Augment:
         kp = A.KeypointParams(format="xy", remove_invisible=False) if self.random_resized_crop > 0 else None
         return A.Compose(ops, keypoint_params=kp, seed=seed)
 
-    def __call__(self, image: np.ndarray, landmarks: np.ndarray | None = None) -> Augmented:
-        """Augment one RGB uint8 ``[H, W, 3]`` image (and its ``[5, 2]`` landmarks); inputs are not modified."""
-        rng = self._state()
-        flipped = bool(self.hflip and rng.random() < 0.5)
+    def __call__(self, image: np.ndarray, landmarks: np.ndarray | None = None, key: int | None = None) -> Augmented:
+        """Augment one RGB uint8 ``[H, W, 3]`` image (and its ``[5, 2]`` landmarks); inputs are not modified.
+
+        ``key`` (a per-sample 64-bit key, :func:`fr_lightning.data.resume.sample_keys`) makes every
+        random choice of this sample a function of the key alone (the training sources pass one);
+        without it the choices come from this process's own stream.
+        """
+        if key is None:
+            flipped = bool(self.hflip and self._state().random() < 0.5)
+        else:
+            flipped = bool(self.hflip and key_uniform(key) < 0.5)
         if flipped:
             image = image[:, ::-1]
             if landmarks is not None:
@@ -218,6 +229,8 @@ class Augment:
             h, w = image.shape[:2]
             if self._pipeline is None or self._pipeline_size != (h, w):
                 self._pipeline, self._pipeline_size = self._build(h, w), (h, w)
+            if key is not None:
+                self._pipeline.set_random_seed(int(key) >> 33)  # every op re-seeded from this sample's key
             if self.random_resized_crop > 0:
                 kp = np.zeros((0, 2), np.float32) if landmarks is None else np.asarray(landmarks, np.float32)
                 out = self._pipeline(image=np.ascontiguousarray(image), keypoints=kp)

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from fr_lightning.data.errors import DataFormatError
+from fr_lightning.data.resume import sample_keys
 from fr_lightning.data.transforms import Augment, normalize_images, resize_face
 
 __all__ = ["SkipCounter", "FaceSamples"]
@@ -125,14 +126,15 @@ class FaceSamples(Dataset):
     def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
         n = len(self)
         images, rows = [], []
-        for index in indices:
+        keys = sample_keys(indices).tolist()  # augmentation: a function of (seed, epoch, index) per sample
+        for index, key in zip(indices, keys):
             index = operator.index(index)
             if not -n <= index < n:
                 raise IndexError(f"index {index} out of range for {n} samples")
             j, image, label = self.read_checked(index % n)
             lm = None if self.landmarks is None else self.landmarks[j]
             image, lm = resize_face(image, lm, self.image_size)
-            aug = self.augment(image, lm)
+            aug = self.augment(image, lm, key=key)
             images.append(aug.image)
             rows.append((j, label, aug.landmarks))
         tensors = normalize_images(np.stack(images))
