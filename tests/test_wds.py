@@ -306,3 +306,37 @@ def test_dali_source_without_dali_says_how_to_install() -> None:
 
     with pytest.raises(ImportError, match=r"pip install --extra-index-url https://pypi.nvidia.com nvidia-dali-cuda120"):
         DaliSource(root="data/synth")
+
+
+class _GeneralPath(Augment):
+    """A flip-only augmentation routed through the general (albumentations-capable) decode path."""
+
+    @property
+    def uses_albumentations(self) -> bool:
+        return True
+
+    def _build(self, height: int, width: int) -> object:
+        return _Identity()
+
+
+class _Identity:
+    """An albumentations-like pipeline that changes nothing."""
+
+    def __call__(self, image: np.ndarray, **kw: object) -> dict[str, object]:
+        return {"image": image, **kw}
+
+    def set_random_seed(self, seed: int) -> None:
+        pass
+
+
+def test_flip_fast_path_equals_the_general_path(tmp_path: Path) -> None:
+    _write(tmp_path, n=12, side=True)
+    fast = list(_ds(tmp_path, augment=Augment(hflip=True), shuffle_buffer=4))
+    general = _ds(tmp_path, augment=_GeneralPath(hflip=True), shuffle_buffer=4)
+    slow = list(general)
+    assert [s["index"] for s in fast] == [s["index"] for s in slow]
+    flipped = 0
+    for a, b in zip(fast, slow):
+        assert torch.equal(a["images"], b["images"]) and np.array_equal(a["landmarks"], b["landmarks"])
+        flipped += int(a["landmarks"][0, 0] != a["index"])
+    assert 0 < flipped < len(fast)

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from fr_lightning.data.errors import DataFormatError
 
-__all__ = ["UnsupportedTar", "ustar_members"]
+__all__ = ["UnsupportedTar", "ustar_members", "ustar_samples"]
 
 _BLOCK = 512
 _ZERO = bytes(_BLOCK)
@@ -69,6 +69,28 @@ def _pax(data: bytes, where: str) -> dict[bytes, bytes]:
     return out
 
 
+class _Blocks:
+    """Reads a stream in large blocks and hands out exact-size pieces (one ``read`` per MiB, not two per member)."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.buf = b""
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        """The next ``n`` bytes (fewer only at the end of the stream)."""
+        end = self.pos + n
+        if end > len(self.buf):
+            rest = self.buf[self.pos :]
+            self.buf = rest + _read(self.stream, max(n - len(rest), self.CHUNK))
+            self.pos, end = 0, n
+        out = self.buf[self.pos : end]
+        self.pos = end
+        return out
+
+
 def ustar_members(stream: IO[bytes], url: str) -> Iterator[dict[str, Any]]:
     """Yield ``{"fname", "data", "__url__"}`` for each regular file of a tar stream, in order.
 
@@ -79,17 +101,54 @@ def ustar_members(stream: IO[bytes], url: str) -> Iterator[dict[str, Any]]:
             shard and the byte offset).
         UnsupportedTar: A member type or header extension this reader does not handle.
     """
+    for fname, data in _members(stream, url):
+        yield {"fname": fname, "data": data, "__url__": url}
+
+
+def ustar_samples(stream: IO[bytes], url: str) -> Iterator[dict[str, Any]]:
+    """The members of a tar stream grouped into samples exactly as webdataset's ``group_by_keys``
+    groups :func:`ustar_members` (``{"__key__", "__url__", <lower-case suffix>: bytes, ...}``),
+    without its per-member dicts.
+
+    Raises:
+        DataFormatError: as :func:`ustar_members`, or a member name repeated inside a sample.
+        UnsupportedTar: as :func:`ustar_members`.
+    """
+    sample: dict[str, Any] | None = None
+    key: str | None = None
+    for fname, data in _members(stream, url):
+        slash = fname.rfind("/") + 1
+        dot = fname.find(".", slash)
+        if dot <= slash or "/" in fname[dot:]:
+            continue  # no key/suffix split (webdataset's base_plus_ext skips these too)
+        prefix, suffix = fname[:dot], fname[dot + 1 :].lower()
+        if prefix != key:
+            if sample is not None:
+                yield sample
+            sample, key = {"__key__": prefix, "__url__": url}, prefix
+        elif suffix in sample:  # type: ignore[operator]
+            raise DataFormatError(f"{url}: member {fname!r} appears twice in sample {prefix!r}")
+        sample[suffix] = data  # type: ignore[index]
+    if sample is not None:
+        yield sample
+
+
+def _members(stream: IO[bytes], url: str) -> Iterator[tuple[str, bytes]]:
+    """``(name, data)`` of each regular file of a tar stream (see :func:`ustar_members`)."""
+    blocks = _Blocks(stream)
     pos = 0
     pax: dict[bytes, bytes] = {}
     while True:
-        header = _read(stream, _BLOCK)
+        header = blocks.take(_BLOCK)
         if not header or header == _ZERO:
             return
-        where = f"{url}: tar header at byte {pos}"
         if len(header) < _BLOCK:
-            raise DataFormatError(f"{where}: truncated ({len(header)} of 512 bytes)")
+            raise DataFormatError(f"{url}: tar header at byte {pos}: truncated ({len(header)} of 512 bytes)")
         if header[257:262] != b"ustar":
-            raise DataFormatError(f"{where}: no ustar magic (found {bytes(header[257:263])!r}); damaged or not a tar file")
+            raise DataFormatError(
+                f"{url}: tar header at byte {pos}: no ustar magic (found {bytes(header[257:263])!r}); damaged or not a tar file"
+            )
+        where = f"{url}: tar header at byte {pos}"
         stored = _octal(header[148:156], "checksum", where)
         actual = sum(header) - sum(header[148:156]) + 8 * 32
         if stored != actual:
@@ -97,12 +156,11 @@ def ustar_members(stream: IO[bytes], url: str) -> Iterator[dict[str, Any]]:
         size = int(pax[b"size"]) if b"size" in pax else _octal(header[124:136], "size", where)
         kind = header[156:157]
         name = header[0:100].split(b"\0", 1)[0]
-        prefix = header[345:500].split(b"\0", 1)[0]
-        if prefix:
-            name = prefix + b"/" + name
+        if header[345] != 0:
+            name = header[345:500].split(b"\0", 1)[0] + b"/" + name
         name = pax.get(b"path", name)
         padded = (size + _BLOCK - 1) & ~(_BLOCK - 1)
-        data = _read(stream, padded)
+        data = blocks.take(padded)
         if len(data) < padded:
             raise DataFormatError(f"{where}: member {name!r} needs {size} bytes, the stream ends after {len(data)}")
         pos += _BLOCK + padded
@@ -116,6 +174,6 @@ def ustar_members(stream: IO[bytes], url: str) -> Iterator[dict[str, Any]]:
             fname = name.decode("utf-8")
             if "/" not in fname and fname.startswith("__") and fname.endswith("__"):
                 continue
-            yield {"fname": fname, "data": data[:size], "__url__": url}
+            yield fname, data[:size] if size != padded else data
         elif kind != b"5":  # directories carry nothing
             raise UnsupportedTar(f"{where}: member type {kind!r}")

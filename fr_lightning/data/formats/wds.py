@@ -359,8 +359,9 @@ def parse_sample(raw: dict[str, Any], position: int, where: str) -> WdsSample:
 def raw_samples(url: str, fast: bool = True) -> Iterator[dict[str, Any]]:
     """Every sample of one shard as webdataset's ``group_by_keys`` dicts, in file order.
 
-    Members come from :func:`~fr_lightning.data.formats.tar.ustar_members` (fast) or, for tar
-    features it leaves out (or ``fast=False``), from webdataset's ``tar_file_expander``.
+    Samples come from :func:`~fr_lightning.data.formats.tar.ustar_samples` (fast: the same
+    grouping without per-member dicts) or, for tar features it leaves out (or ``fast=False``),
+    from webdataset's ``tar_file_expander`` and ``group_by_keys``.
 
     Raises:
         DataFormatError: The shard is missing or its tar data is damaged (names the shard and the
@@ -369,13 +370,13 @@ def raw_samples(url: str, fast: bool = True) -> Iterator[dict[str, Any]]:
     """
     from webdataset.tariterators import group_by_keys, tar_file_expander
 
-    from fr_lightning.data.formats.tar import UnsupportedTar, ustar_members
+    from fr_lightning.data.formats.tar import UnsupportedTar, ustar_samples
 
     done, last_key = 0, None
     if fast:
         try:
             with _open_shard(url) as stream:
-                for raw in group_by_keys(ustar_members(stream, url)):
+                for raw in ustar_samples(stream, url):
                     done, last_key = done + 1, raw.get("__key__")
                     yield raw
             return

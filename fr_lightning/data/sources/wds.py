@@ -16,6 +16,7 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
@@ -26,7 +27,8 @@ from fr_lightning.data.formats.wds import ShardIndex, WdsSample, iter_shard, rea
 from fr_lightning.data.sources.base import TrainSource
 from fr_lightning.data.sources.samples import SkipCounter
 from fr_lightning.data.sources.wds_plan import batches_per_piece, piece_sizes, plan_epoch, resume_point
-from fr_lightning.data.transforms import Augment, normalize_image, resize_face
+from fr_lightning.data.resume import epoch_key_base, index_key, key_uniform
+from fr_lightning.data.transforms import _NORMALISED, Augment, hflip_landmarks, normalize_image, resize_face
 
 __all__ = ["WdsDataset", "WdsSource"]
 
@@ -90,6 +92,7 @@ class WdsDataset(IterableDataset):
         self._state = torch.full((_PASSES + _SLOTS,), 0, dtype=torch.int64).share_memory_()
         self._state[_CURRENT] = -1
         self._starts = self.index.starts
+        self._key_base, self._key_epoch = 0, None  # per-sample augmentation keys of the epoch being read
 
     # -- configuration -------------------------------------------------------------------
 
@@ -123,6 +126,13 @@ class WdsDataset(IterableDataset):
         self._state[_EPOCH] = int(epoch)
         self._state[_RESUME_BATCHES] = 0
         self._state[_PASSES:] = 0
+
+    def start_epoch(self, epoch: int) -> None:
+        """Make the next pass read ``epoch``: the rest of it when a resume position for that epoch
+        is pending (:meth:`load_state_dict`), else from its start."""
+        pending = int(self._state[_RESUME_BATCHES]) > 0 and int(self._state[_EPOCH]) == int(epoch)
+        if not (pending and int(self._state[_PASSES:].sum()) == 0):
+            self.set_epoch(epoch)
 
     @property
     def current_epoch(self) -> int:
@@ -209,15 +219,40 @@ class WdsDataset(IterableDataset):
         stage = webdataset.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=random.Random(seed))
         return stage(items)
 
-    def decode(self, sample: WdsSample, global_id: int) -> dict[str, Any]:
-        """Decode, resize and augment one raw sample into a sample dict."""
-        where = f"{sample.url}: sample {sample.key!r}"
-        image = decode_image(sample.image, where)
-        image, lm = resize_face(image, sample.landmarks, self.image_size)
-        aug = self.augment(image, lm)
-        out: dict[str, Any] = {"images": normalize_image(aug.image), "labels": sample.label}
-        if aug.landmarks is not None:
-            out["landmarks"] = np.asarray(aug.landmarks, np.float32)
+    def decode(self, sample: WdsSample, global_id: int, epoch: int = 0) -> dict[str, Any]:
+        """Decode, resize, augment and normalise one raw sample into a sample dict.
+
+        Its augmentation is a function of (seed, epoch, global sample id), whichever worker reads
+        it. With a flip-only augmentation the image goes from OpenCV's BGR decode to the
+        normalised ``[3, S, S]`` tensor in one table lookup and one strided copy (channel order
+        and flip folded into the copy), bit-identical to the general path.
+        """
+        if self._key_epoch != epoch:
+            self._key_base, self._key_epoch = epoch_key_base(self.seed, epoch), epoch
+        key = index_key(self._key_base, global_id)
+        augment = self.augment
+        if augment.uses_albumentations:
+            where = f"{sample.url}: sample {sample.key!r}"
+            image, lm = resize_face(decode_image(sample.image, where), sample.landmarks, self.image_size)
+            aug = augment(image, lm, key=key)
+            images, lm = normalize_image(aug.image), aug.landmarks
+        else:
+            try:
+                bgr = cv2.imdecode(np.frombuffer(sample.image, np.uint8), cv2.IMREAD_COLOR) if sample.image else None
+            except cv2.error:
+                bgr = None
+            if bgr is None:
+                decode_image(sample.image, f"{sample.url}: sample {sample.key!r}")  # raises, naming shard and key
+            bgr, lm = resize_face(bgr, sample.landmarks, self.image_size)
+            flipped = augment.hflip and key_uniform(key) < 0.5
+            table = cv2.LUT(bgr, _NORMALISED)  # [S, S, 3] float32, BGR
+            view = table[:, ::-1, ::-1] if flipped else table[:, :, ::-1]
+            images = torch.from_numpy(np.ascontiguousarray(view.transpose(2, 0, 1)))
+            if flipped and lm is not None:
+                lm = hflip_landmarks(lm, bgr.shape[1])
+        out: dict[str, Any] = {"images": images, "labels": sample.label}
+        if lm is not None:
+            out["landmarks"] = np.asarray(lm, np.float32)
         if sample.group is not None:
             out["group"] = sample.group
         out["index"] = global_id
@@ -239,7 +274,7 @@ class WdsDataset(IterableDataset):
             try:
                 if isinstance(item, DataFormatError):
                     raise item
-                out = self.decode(item, global_id)
+                out = self.decode(item, global_id, epoch)
             except DataFormatError as exc:
                 if not self.skip_corrupt:
                     raise
