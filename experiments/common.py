@@ -1,59 +1,118 @@
-"""Shared plumbing for the method-vs-baseline studies: run `fr fit`, collect metrics, tabulate.
+"""Shared plumbing for the method-vs-baseline studies: run `fr fit`, cache by code version, tabulate.
 
 Each study runs the same recipe with and without a method, same budget, several seeds, and
-writes ``experiments/out/<study>.json`` plus a markdown table (mean ± population std) that is
-pasted into ``docs/results.md`` together with the command.
+writes ``<out dir>/<study>.json`` plus a markdown table (mean ± population std) that is pasted
+into ``docs/results.md`` together with the command. Run a study as ``python -m experiments.<study>``.
+
+Runs are cached in ``<out dir>/runs/<name>-c<key>-s<seed>.json``; the key hashes the code that
+decides a run's outcome (:func:`code_version`) and the run's arguments, so a change to either
+re-runs it instead of reusing a stale result.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "experiments" / "out"
 
-_RUNNER = """
-import json, sys
-from fr_lightning.cli import cli_main
-cli = cli_main(json.loads(sys.argv[1]))
-metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if v.numel() == 1}
-print("@@METRICS@@" + json.dumps(metrics))
-"""
+#: Files whose content decides what a run computes (the experiment scripts only build arguments,
+#: and the arguments are part of the cache key).
+CODE_GLOBS = ("fr_lightning/**/*.py", "recipes/**/*.yaml", "configs/**/*.yaml", "pyproject.toml")
 
 
-def run_fit(name: str, args: Sequence[str], seed: int, workdir: Path | None = None) -> dict[str, float]:
-    """Run ``fr fit`` with ``args`` and ``--seed_everything=seed`` in a subprocess; return final metrics.
+def git_head(root: Path = ROOT) -> str:
+    """The checked-out commit (``unknown`` outside a git work tree); recorded with each run."""
+    try:
+        proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return proc.stdout.strip()
 
-    Results are cached in ``experiments/out/runs/<name>-s<seed>.json`` so a study can be resumed.
+
+def code_version(root: Path = ROOT) -> str:
+    """12 hex digits of SHA-256 over the sources that decide a run's outcome.
+
+    Hashes every file of :data:`CODE_GLOBS` (relative path and bytes, so uncommitted edits
+    count too) and the torch and Lightning versions. Unlike the git commit it does not change
+    when only docs or experiment reports change, so a resumed study keeps its valid runs.
     """
-    cache = OUT / "runs" / f"{name}-s{seed}.json"
+    import lightning
+    import torch
+
+    digest = hashlib.sha256(f"torch {torch.__version__} lightning {lightning.__version__}\n".encode())
+    files = sorted({p for pattern in CODE_GLOBS for p in root.glob(pattern) if p.is_file() and "__pycache__" not in p.parts})
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:12]
+
+
+def run_key(name: str, seed: int, args: Sequence[str], root: Path = ROOT) -> str:
+    """``<name>-c<key>-s<seed>``: ``key`` hashes :func:`code_version` and ``args`` (paths under the
+    repository written relative to it, so two clones share keys)."""
+    portable = [a.replace(str(root), ".") for a in args]
+    key = hashlib.sha256(json.dumps([code_version(root), portable]).encode()).hexdigest()[:10]
+    return f"{name}-c{key}-s{seed}"
+
+
+def run_cache_path(out_dir: Path, name: str, seed: int, args: Sequence[str]) -> Path:
+    """Where the metrics of run ``name`` at ``seed`` with ``args`` are cached under ``out_dir``.
+
+    A different code version or argument list gives a different path, so a stale cached run is
+    never reused.
+    """
+    return out_dir / "runs" / f"{run_key(name, seed, args)}.json"
+
+
+def run_fit(name: str, args: Sequence[str], seed: int, out_dir: Path = OUT) -> dict[str, Any]:
+    """Run ``fr fit args --seed_everything=seed`` in this process; final scalar metrics plus ``wall_s``.
+
+    The run works in ``out_dir/work/<run key>/`` (its checkpoints land there) and its metrics are
+    cached at :func:`run_cache_path` together with ``code_version`` and ``git_head``, so an
+    interrupted study resumes and a code change re-runs.
+    """
+    cache = run_cache_path(out_dir, name, seed, args)
     if cache.is_file():
         return json.loads(cache.read_text())
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    workdir = workdir or OUT / "work" / f"{name}-s{seed}"
-    workdir.mkdir(parents=True, exist_ok=True)
-    argv = ["fit", *args, f"--seed_everything={seed}", "--trainer.logger=false", "--trainer.enable_progress_bar=false"]
-    env = dict(os.environ, WANDB_MODE="offline", NO_ALBUMENTATIONS_UPDATE="1", PYTHONPATH=str(ROOT))
-    start = time.time()
-    proc = subprocess.run(
-        [sys.executable, "-c", _RUNNER, json.dumps(argv)], cwd=workdir, env=env, capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"run {name} seed {seed} failed:\n{proc.stderr[-4000:]}")
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("@@METRICS@@"))
-    metrics = json.loads(line[len("@@METRICS@@") :])
+    from fr_lightning.cli import cli_main
+
+    version, head = code_version(), git_head()
+    work = run_work_dir(out_dir, name, seed, args)
+    work.mkdir(parents=True, exist_ok=True)
+    argv = [
+        "fit", *args, f"--seed_everything={seed}", "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+    ]
+    os.environ.setdefault("WANDB_MODE", "offline")
+    start, cwd = time.time(), os.getcwd()
+    os.chdir(work)
+    try:
+        cli = cli_main(argv)
+    finally:
+        os.chdir(cwd)
+    metrics: dict[str, Any] = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if v.numel() == 1}
     metrics["wall_s"] = time.time() - start
+    metrics["code_version"], metrics["git_head"] = version, head
+    cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(metrics, indent=1))
-    print(f"  {name} seed {seed}: {metrics.get('val/synth-lfw/acc', float('nan')):.4f} synth-lfw acc ({metrics['wall_s']:.0f} s)", flush=True)
+    lfw = metrics.get("val/synth-lfw/acc", float("nan"))
+    print(f"  {name} seed {seed}: {100 * lfw:.2f} % synth-lfw ({metrics['wall_s']:.0f} s)", flush=True)
     return metrics
+
+
+def run_work_dir(out_dir: Path, name: str, seed: int, args: Sequence[str]) -> Path:
+    """The working directory of a run (``out_dir/work/<run key>``), keyed like its cache entry."""
+    return out_dir / "work" / run_key(name, seed, args)
 
 
 def mean_std(values: Sequence[float]) -> str:
@@ -62,7 +121,7 @@ def mean_std(values: Sequence[float]) -> str:
     return f"{arr.mean():.2f} ± {arr.std():.2f}"
 
 
-def table(results: dict[str, list[dict[str, float]]], columns: dict[str, str]) -> str:
+def table(results: Mapping[str, Sequence[Mapping[str, Any]]], columns: Mapping[str, str]) -> str:
     """Markdown table: one row per variant, one column per metric (mean ± std over seeds, in %)."""
     head = "| variant | " + " | ".join(columns) + " |"
     sep = "|---|" + "---|" * len(columns)
@@ -76,11 +135,56 @@ def table(results: dict[str, list[dict[str, float]]], columns: dict[str, str]) -
     return "\n".join(rows)
 
 
-def save(study: str, results: dict[str, list[dict[str, float]]], markdown: str) -> Path:
-    """Write the raw results and the table to ``experiments/out/<study>.{json,md}``."""
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{study}.json").write_text(json.dumps(results, indent=1))
-    path = OUT / f"{study}.md"
+def gains(results: Mapping[str, Sequence[Mapping[str, Any]]], key: str) -> dict[str, str]:
+    """Per variant: mean ± std over seeds of (variant − baseline) for metric ``key``, in points."""
+    base = np.array([r.get(key, float("nan")) for r in results["baseline"]], dtype=float)
+    out = {}
+    for variant, runs in results.items():
+        if variant == "baseline":
+            continue
+        diff = 100.0 * (np.array([r.get(key, float("nan")) for r in runs], dtype=float) - base)
+        out[variant] = "n/a" if np.isnan(diff).any() else f"{diff.mean():+.2f} ± {diff.std():.2f}"
+    return out
+
+
+def gain_rows(results: Mapping[str, Sequence[Mapping[str, Any]]], columns: Mapping[str, str]) -> list[str]:
+    """Markdown lines of the gain over ``baseline`` (paired by seed), or none without a baseline."""
+    if "baseline" not in results or len(results) < 2:
+        return []
+    lines = ["", "Gain over the baseline (points, paired by seed):", ""]
+    lines += ["| variant | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    per_key = {name: gains(results, key) for name, key in columns.items()}
+    for variant in results:
+        if variant != "baseline":
+            lines.append(f"| {variant} | " + " | ".join(per_key[name][variant] for name in columns) + " |")
+    return lines
+
+
+def wall_line(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """``Mean wall time per run: <variant> <s> s, ...``."""
+    walls = {v: np.mean([r["wall_s"] for r in runs]) for v, runs in results.items() if runs}
+    return "Mean wall time per run: " + ", ".join(f"{v} {w:.0f} s" for v, w in walls.items())
+
+
+def command(module: str, args: Any) -> str:
+    """The ``python -m experiments.<module> ...`` line that reproduces a parsed namespace.
+
+    ``--quick`` and ``--out-dir`` are left out (the quick settings are spelled out instead)."""
+    parts = [f"python -m experiments.{module}"]
+    for key, value in vars(args).items():
+        if key in ("quick", "out_dir") or value is None:
+            continue
+        if isinstance(value, list):
+            value = " ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in value)
+        parts.append(f"--{key.replace('_', '-')} {value}")
+    return " ".join(parts)
+
+
+def save(study: str, results: Mapping[str, Any], markdown: str, out_dir: Path = OUT) -> Path:
+    """Write the raw results and the table to ``<out_dir>/<study>.{json,md}``; print the table."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{study}.json").write_text(json.dumps(results, indent=1))
+    path = out_dir / f"{study}.md"
     path.write_text(markdown + "\n")
     print(markdown)
     return path
@@ -93,6 +197,22 @@ SETS: dict[str, tuple[str, int]] = {
     "synth-lowres": ("lowres", 2),
     **{f"synth-rfw-g{g}": ("group", 10 + g) for g in range(4)},
 }
+
+
+def val_set(name: str, pairs: int) -> dict[str, Any]:
+    """The ``SyntheticPairs`` entry of ``data.val_sets`` for set ``name`` of :data:`SETS`."""
+    kind, set_seed = SETS[name]
+    init: dict[str, Any] = {"name": name, "kind": kind, "pairs": pairs, "set_seed": set_seed}
+    if kind == "group":
+        init["group"] = int(name[-1])
+    return {"class_path": "fr_lightning.data.SyntheticPairs", "init_args": init}
+
+
+def callbacks_arg(callbacks: Sequence[Mapping[str, Any]]) -> str:
+    """``--trainer.callbacks=[...]`` with ``callbacks`` as YAML."""
+    from experiments.preset_study import flow  # not at module level: preset_study may import this module
+
+    return f"--trainer.callbacks={flow(list(callbacks))}"
 
 
 def budget_args(
@@ -109,16 +229,12 @@ def budget_args(
     Validation runs once, at the end; checkpoints are off unless ``keep_checkpoints`` (a KD
     teacher needs its ``last.ckpt``).
     """
-    entries = ", ".join(
-        f"{{class_path: fr_lightning.data.SyntheticPairs, init_args: {{name: {name}, kind: {SETS[name][0]}, pairs: {pairs}, set_seed: {SETS[name][1]}"
-        + (f", group: {name[-1]}" if SETS[name][0] == "group" else "")
-        + "}}"
-        for name in sets
-    )
+    from experiments.preset_study import flow  # not at module level: preset_study may import this module
+
     args = [
         f"--data.init_args.train.init_args.num_identities={identities}",
         f"--data.init_args.train.init_args.samples_per_identity={per_identity}",
-        f"--data.init_args.val_sets=[{entries}]",
+        f"--data.init_args.val_sets={flow([val_set(name, pairs) for name in sets])}",
         f"--trainer.max_epochs={epochs}",
         f"--trainer.check_val_every_n_epoch={epochs}",
     ]
@@ -127,3 +243,12 @@ def budget_args(
     if not keep_checkpoints:
         args.append("--trainer.enable_checkpointing=false")
     return args
+
+
+def quick_budget(args: Any, **extra: Any) -> None:
+    """Shrink a parsed namespace to the smoke-run budget: 1 epoch of 6 identities × 4, batch 12,
+    40 pairs, seed 0 (plus ``extra`` overrides, e.g. fewer variants)."""
+    settings = {"seeds": [0], "epochs": 1, "identities": 6, "per_identity": 4, "batch_size": 12, "pairs": 40, **extra}
+    for key, value in settings.items():
+        if hasattr(args, key):
+            setattr(args, key, value)
