@@ -228,6 +228,7 @@ def test_every_method_attaches_to_f2c_or_is_refused_with_the_reason(name: str, t
         methods[0] = KD(**{**_settings(name, tmp_path), "logit_weight": 0.0})  # ... without it, it stacks
     module.attach_methods(methods)
     assert module.classifier.gallery is not None
+    assert module._ddp_params_and_buffers_to_ignore == ["classifier.pool"]
 
 
 @pytest.mark.slow  # a few seconds each; the checkpoint test above trains F2C in the default suite

@@ -36,7 +36,8 @@ embeddings, not images); configs/scale/f2c.yaml lists both.
 DDP: the pool is **replicated**. Every rank all-gathers the gallery features and labels and
 writes all of them in rank order, so the LRU and the queue stay identical on every rank (as the
 authors' ``concat_all_gather``); the probe loss is each rank's own rows and DDP averages the
-backbone gradient. The gallery gets no gradient (``requires_grad=False``).
+backbone gradient. The gallery gets no gradient (``requires_grad=False``). The pool is kept out
+of DDP's per-step buffer broadcast (``F2CGallery.build`` lists it as ignored).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from fr_lightning.batch import FaceBatch
 from fr_lightning.classifiers.f2c import F2C
@@ -64,6 +65,11 @@ class F2CGallery(Method):
             if other.name in INCOMPATIBLE:
                 raise ValueError(f"method {other.name} cannot be combined with F2C (method {self.name}): {INCOMPATIBLE[other.name]}")
         classifier.attach_gallery(module.backbone)
+        # The pool is identical on every rank by construction and is replaced (not written in
+        # place) each step, so DDP must not broadcast it: that would send 2·Q·D floats per step.
+        ignored = list(getattr(module, "_ddp_params_and_buffers_to_ignore", []))
+        if "classifier.pool" not in ignored:
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, [*ignored, "classifier.pool"])
         return None
 
     def transform_batch(self, batch: FaceBatch, module: "FaceRecognitionModule") -> FaceBatch:
