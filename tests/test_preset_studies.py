@@ -26,7 +26,8 @@ def test_every_study_has_a_baseline_first_and_one_method() -> None:
         assert set(study.heads) <= set(variants), name
 
 
-@pytest.mark.parametrize("study", ["coteaching", pytest.param("gabn", marks=pytest.mark.slow), pytest.param("poseface", marks=pytest.mark.slow), pytest.param("adasin", marks=pytest.mark.slow)])
+@pytest.mark.slow  # each trains two tiny runs (about 20 s apiece on a quiet machine); CI runs them in its slow step
+@pytest.mark.parametrize("study", list(STUDIES))
 def test_method_preset_quick(study: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from experiments.method_preset import main
 
