@@ -179,3 +179,16 @@ def test_run_cache_is_keyed_by_code_and_arguments(tmp_path: Path) -> None:
     assert common.run_key("run", 0, ["--a=1"], root) != key
     path = common.run_cache_path(tmp_path, "run", 3, ["--a=1"])
     assert path.parent == tmp_path / "runs" and path.name.endswith("-s3.json")
+
+
+def test_sample_path_traces_a_record_to_the_loss() -> None:
+    from experiments.sample_path import trace
+
+    tracer = trace()
+    names = [h.split(":")[1] for h in tracer.path()]
+    assert names[0] == "FaceSamples.__getitems__"
+    for expected in ("RecordIOReader.read", "unpack_header", "decode_image", "collate_faces", "reduce_loss"):
+        assert expected in names
+    assert names.index("unpack_header") < names.index("decode_image") < names.index("collate_faces") < names.index("reduce_loss")
+    # Entered, but handles only a key and an offset: not a hop.
+    assert any(e.endswith("RecordIOReader.offset_of") for e in tracer.entered) and "RecordIOReader.offset_of" not in names
