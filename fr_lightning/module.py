@@ -174,7 +174,9 @@ class FaceRecognitionModule(pl.LightningModule):
         trainer = self._trainer
         datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
         dataset = getattr(datamodule, "train_set", None)
-        if dataset is None or not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__") or len(dataset) == 0:
+        if dataset is None or isinstance(dataset, torch.utils.data.IterableDataset):  # a stream cannot be indexed
+            return None
+        if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__") or len(dataset) == 0:
             return None
         sample = dataset[0]
         return set(sample) if isinstance(sample, dict) else None
