@@ -72,11 +72,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--candidate-epochs", type=float, default=0.25)
     parser.add_argument("--preset", default=None, help="difficulty preset of the synthetic faces (default: none)")
     parser.add_argument("--out-dir", type=Path, default=OUT)
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 epoch of 8 identities x 4, 20 pairs, 32 px, seed 0")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 epoch of 8 identities x 4, 20 pairs (20 reward pairs), 32 px, seed 0")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.identities, args.per_identity = [0], 1, 8, 4
-        args.batch_size, args.pairs, args.reward_pairs, args.image_size = 8, 20, 10, 32
+        args.batch_size, args.pairs, args.reward_pairs, args.image_size = 8, 20, 20, 32
         args.candidates, args.warmup_epochs, args.candidate_epochs = 2, 0.0, 0.25
     return args
 
