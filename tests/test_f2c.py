@@ -175,6 +175,7 @@ def test_f2c_without_its_gallery_method_is_refused_at_setup(tmp_path: Path) -> N
         tiny_module().attach_methods([F2CGallery()])
 
 
+@pytest.mark.slow  # 37-66 s on the loaded 2-core machine; the default suite stays under 5 minutes
 def test_checkpoint_holds_pool_and_gallery_and_resumes_the_same_next_step(tmp_path: Path) -> None:
     torch.manual_seed(0)
     module, method = _f2c_module(), F2CGallery()

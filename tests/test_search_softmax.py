@@ -252,7 +252,7 @@ def test_exact_resume_mid_round(tmp_path: Path) -> None:
     assert torch.equal(r_search.policy.mu, s_search.policy.mu) and r_search.history == s_search.history
 
 
-# 81 s measured on the 2-core machine at load 20 under nice 10 (the only training test of this file in the default suite)
+@pytest.mark.slow  # 81 s on the 2-core machine at load 20; the default suite stays under 5 minutes
 def test_stacks_with_lowres_and_coteaching(tmp_path: Path) -> None:
     """The head swap composes with the methods: two steps train and the search runs a round.
 
