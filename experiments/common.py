@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from experiments.preset_study import flow, mean_std  # one formatter and one YAML writer for every study
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "experiments" / "out"
 
@@ -115,12 +117,6 @@ def run_work_dir(out_dir: Path, name: str, seed: int, args: Sequence[str]) -> Pa
     return out_dir / "work" / run_key(name, seed, args)
 
 
-def mean_std(values: Sequence[float]) -> str:
-    """``mean ± std`` (population std) in percent with two decimals."""
-    arr = 100.0 * np.asarray(values, dtype=float)
-    return f"{arr.mean():.2f} ± {arr.std():.2f}"
-
-
 def table(results: Mapping[str, Sequence[Mapping[str, Any]]], columns: Mapping[str, str]) -> str:
     """Markdown table: one row per variant, one column per metric (mean ± std over seeds, in %)."""
     head = "| variant | " + " | ".join(columns) + " |"
@@ -210,7 +206,6 @@ def val_set(name: str, pairs: int) -> dict[str, Any]:
 
 def callbacks_arg(callbacks: Sequence[Mapping[str, Any]]) -> str:
     """``--trainer.callbacks=[...]`` with ``callbacks`` as YAML."""
-    from experiments.preset_study import flow  # not at module level: preset_study may import this module
 
     return f"--trainer.callbacks={flow(list(callbacks))}"
 
@@ -229,7 +224,6 @@ def budget_args(
     Validation runs once, at the end; checkpoints are off unless ``keep_checkpoints`` (a KD
     teacher needs its ``last.ckpt``).
     """
-    from experiments.preset_study import flow  # not at module level: preset_study may import this module
 
     args = [
         f"--data.init_args.train.init_args.num_identities={identities}",
