@@ -187,8 +187,8 @@ def test_sample_path_traces_a_record_to_the_loss() -> None:
     tracer = trace()
     names = [h.split(":")[1] for h in tracer.path()]
     assert names[0] == "FaceSamples.__getitems__"
-    for expected in ("RecordIOReader.read", "unpack_header", "decode_image", "collate_faces", "reduce_loss"):
+    for expected in ("RecordIOReader.read_at", "unpack_header", "decode_image", "collate_faces", "reduce_loss"):
         assert expected in names
     assert names.index("unpack_header") < names.index("decode_image") < names.index("collate_faces") < names.index("reduce_loss")
-    # Entered, but handles only a key and an offset: not a hop.
-    assert any(e.endswith("RecordIOReader.offset_of") for e in tracer.entered) and "RecordIOReader.offset_of" not in names
+    # Entered, but handles only offsets and lengths: not a hop.
+    assert any(e.endswith("RecordIOReader._part_header") for e in tracer.entered) and "RecordIOReader._part_header" not in names

@@ -233,62 +233,57 @@ class RecordIOReader:
             )
         return cflag, length
 
-    def _read_part(self, pos: int, length: int, offset: int, key: int | None) -> bytes:
-        fd = self._handle()
-        # Check the size first so a corrupt length never triggers a huge allocation.
-        data = os.pread(fd, length, pos + 8) if pos + 8 + length <= self._size else b""
-        if len(data) < length:
-            raise DataFormatError(
-                f"{self._where(offset, key)} is truncated: needs {length} payload bytes "
-                f"from offset {pos + 8} but {self.rec_path} ends at byte {self._size}"
-            )
-        return data
+    def read_at(self, offset: int, key: int | None = None, limit: int | None = None) -> bytes:
+        """Return the payload of the record whose magic word is at byte ``offset`` (multi-part records joined).
 
-    def _read_record(self, offset: int, key: int | None = None) -> tuple[bytes, int]:
-        """Read the (possibly multi-part) record at ``offset``; return (payload, next offset)."""
+        Args:
+            offset: Where the record starts (its ``.idx`` offset).
+            key: The record's key, only to name it in errors.
+            limit: Return only the first ``limit`` payload bytes, reading no more than those
+                (labels are collected from headers this way, without touching image bytes).
+
+        Raises:
+            DataFormatError: The record is missing, corrupt or truncated.
+        """
+        offset = int(offset)
+        fd = self._handle()
         parts: list[bytes] = []
-        pos, first = offset, True
+        pos, first, have = offset, True, 0
         while True:
             cflag, length = self._part_header(pos, offset, key, first)
-            parts.append(self._read_part(pos, length, offset, key))
+            n = length if limit is None else min(length, max(0, limit - have))
+            # Check the size first so a corrupt length never triggers a huge allocation.
+            data = os.pread(fd, n, pos + 8) if pos + 8 + n <= self._size else b""
+            if len(data) < n:
+                raise DataFormatError(
+                    f"{self._where(offset, key)} is truncated: needs {n} payload bytes "
+                    f"from offset {pos + 8} but {self.rec_path} ends at byte {self._size}"
+                )
+            parts.append(data)
+            have += n
             pos += 8 + _pad4(length)
-            if cflag in (0, 3):
+            if cflag in (0, 3) or (limit is not None and have >= limit):
                 break
+            have += len(_MAGIC_BYTES)  # joined back in before the next part
             first = False
         # The writer dropped the magic word at each split; put it back.
-        return _MAGIC_BYTES.join(parts), pos
+        payload = _MAGIC_BYTES.join(parts)
+        return payload if limit is None else payload[:limit]
 
     def read(self, key: int) -> bytes:
-        """Return the payload stored under ``key`` (multi-part records joined).
+        """Return the payload stored under ``key`` (:meth:`read_at` its ``.idx`` offset).
 
         Raises:
             KeyError: The key is not in the index.
             DataFormatError: The record is missing, corrupt or truncated.
         """
         key = int(key)
-        payload, _ = self._read_record(self.offset_of(key), key)
-        return payload
-
-    def read_at(self, offset: int) -> bytes:
-        """Return the payload of the record whose magic word is at byte ``offset``."""
-        payload, _ = self._read_record(int(offset))
-        return payload
+        return self.read_at(self.offset_of(key), key)
 
     def read_prefix(self, key: int, nbytes: int) -> bytes:
-        """Return up to the first ``nbytes`` of a payload, reading only those bytes.
-
-        Used to collect labels from headers without touching image bytes.
-        """
+        """Return up to the first ``nbytes`` of the payload under ``key``, reading only those bytes."""
         key = int(key)
-        return self.read_prefix_at(self.offset_of(key), nbytes, key)
-
-    def read_prefix_at(self, offset: int, nbytes: int, key: int | None = None) -> bytes:
-        """Like :meth:`read_prefix` for the record at ``offset`` (``key`` only names it in errors)."""
-        cflag, length = self._part_header(offset, offset, key, True)
-        if cflag == 0 or length >= nbytes:
-            return self._read_part(offset, min(length, nbytes), offset, key)
-        # The header itself was split (magic word inside it): read the whole record.
-        return self._read_record(offset, key)[0][:nbytes]
+        return self.read_at(self.offset_of(key), key, limit=nbytes)
 
     def scan_offsets(self) -> Iterator[int]:
         """Yield the offset of every record in file order, reading only part headers."""
@@ -312,11 +307,8 @@ class RecordIOReader:
 
     def __iter__(self) -> Iterator[bytes]:
         """Yield every payload in file order (the ``.idx`` is not used)."""
-        pos = 0
-        self._handle()
-        while pos < self._size:
-            payload, pos = self._read_record(pos)
-            yield payload
+        for offset in self.scan_offsets():
+            yield self.read_at(offset)
 
 
 def _parse_idx(idx_path: Path) -> tuple[np.ndarray, np.ndarray]:

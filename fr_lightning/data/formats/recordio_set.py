@@ -39,6 +39,7 @@ class RecordIOSet:
 
     Attributes:
         keys: int64 image keys in dataset order (position ``j`` of the set is key ``keys[j]``).
+        offsets: int64 byte offset in ``train.rec`` of each image record (``keys`` order).
         layout: ``insightface`` or ``im2rec``.
         identity_keys: The identity records' key range (insightface layout), else None.
         image_size: ``(height, width)`` from ``property``, else None.
@@ -60,6 +61,7 @@ class RecordIOSet:
         self._raw_labels: np.ndarray | None = None
         self._labels: np.ndarray | None = None
         self.keys: np.ndarray = self._detect_layout()
+        self.offsets: np.ndarray = self.reader.offsets_of(self.keys)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -74,8 +76,8 @@ class RecordIOSet:
         Raises:
             DataFormatError: The record is missing, truncated or has a bad header (names file and key).
         """
-        where = self.describe(position)
-        head = unpack_header(self.reader.read(int(self.keys[position])), where)
+        payload = self.reader.read_at(int(self.offsets[position]), int(self.keys[position]))
+        head = unpack_header(payload, self.describe(position))
         label = head.label if head.flag == 0 else float(head.label[0])  # type: ignore[index]
         return head.rest, float(label)
 
@@ -175,13 +177,13 @@ class RecordIOSet:
 
     def _read_raw_labels(self) -> np.ndarray:
         if self._raw_labels is None:
-            offsets = self.reader.offsets_of(self.keys)
+            offsets = self.offsets
             raw = np.empty(len(self.keys), dtype=np.float64)
-            read = self.reader.read_prefix_at
+            read = self.reader.read_at
             # Visit records in file order so the disk reads sequentially.
             for i in np.argsort(offsets, kind="stable").tolist():
                 key = int(self.keys[i])
-                prefix = read(int(offsets[i]), HEADER_SIZE + 4, key)
+                prefix = read(int(offsets[i]), key, HEADER_SIZE + 4)
                 raw[i] = _first_label(prefix, f"{self.rec_path}: key {key}")
             self._raw_labels = raw
         return self._raw_labels

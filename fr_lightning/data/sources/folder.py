@@ -10,7 +10,6 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from fr_lightning.data.errors import DataFormatError
-from fr_lightning.data.formats.images import decode_image
 from fr_lightning.data.sources.base import TrainSource
 from fr_lightning.data.sources.samples import FaceSamples
 from fr_lightning.data.sources.side_files import resolve_path, side_data
@@ -32,6 +31,21 @@ class FolderIndex:
     labels: np.ndarray
     num_classes: int
     classes: tuple[str, ...] | None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def describe(self, position: int) -> str:
+        """The image file at ``position`` (for error messages)."""
+        return str(self.paths[position])
+
+    def read(self, position: int) -> tuple[bytes, float]:
+        """Encoded bytes and label of the image at ``position``; an unreadable file is a DataFormatError."""
+        path = self.paths[position]
+        try:
+            return path.read_bytes(), float(self.labels[position])
+        except OSError as exc:
+            raise DataFormatError(f"{path}: cannot read image: {exc.strerror or exc}") from None
 
 
 def scan_folder(root: str | Path, list_file: str | Path | None = None, num_classes: int | None = None) -> FolderIndex:
@@ -109,7 +123,7 @@ def scan_folder(root: str | Path, list_file: str | Path | None = None, num_class
 
 
 class FolderFaces(FaceSamples):
-    """Training samples read from image files (decoded with OpenCV, converted to RGB).
+    """Training samples read from image files (a :class:`FaceSamples` over a :class:`FolderIndex`).
 
     Args:
         index: The folder index from :func:`scan_folder`.
@@ -129,22 +143,8 @@ class FolderFaces(FaceSamples):
         groups: np.ndarray | None = None,
         skip_corrupt: bool = False,
     ) -> None:
-        super().__init__(index.num_classes, image_size, augment, landmarks, groups, skip_corrupt)
+        super().__init__(index, index.num_classes, image_size, augment, landmarks, groups, skip_corrupt)
         self.index = index
-
-    def __len__(self) -> int:
-        return len(self.index.paths)
-
-    def describe(self, index: int) -> str:
-        return str(self.index.paths[index])
-
-    def read(self, index: int) -> tuple[np.ndarray, float]:
-        path = self.index.paths[index]
-        try:
-            buf = path.read_bytes()
-        except OSError as exc:
-            raise DataFormatError(f"{path}: cannot read image: {exc.strerror or exc}") from None
-        return decode_image(buf, str(path)), float(self.index.labels[index])
 
 
 class FolderSource(TrainSource):

@@ -1,7 +1,8 @@
 """Insightface RecordIO (``train.rec``, ``train.idx``, ``property``) as a training source.
 
-The one read path: :class:`~fr_lightning.data.formats.recordio_set.RecordIOSet` gives encoded
-bytes and labels, :class:`RecordIOFaces` decodes and augments them.
+The one read path: :meth:`RecordIOSet.read <fr_lightning.data.formats.recordio_set.RecordIOSet.read>`
+gives encoded bytes and labels, :class:`~fr_lightning.data.sources.samples.FaceSamples` decodes
+and augments them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from fr_lightning.data.formats.images import decode_image
 from fr_lightning.data.formats.recordio_set import RecordIOSet
 from fr_lightning.data.sources.base import TrainSource
 from fr_lightning.data.sources.samples import FaceSamples
@@ -22,7 +22,7 @@ __all__ = ["RecordIOFaces", "RecordIOSource"]
 
 
 class RecordIOFaces(FaceSamples):
-    """Training samples from a RecordIO folder.
+    """Training samples from a RecordIO folder (a :class:`FaceSamples` over a :class:`RecordIOSet`).
 
     Args:
         records: The RecordIO set (supplies keys, ``num_classes`` and the reader).
@@ -33,6 +33,8 @@ class RecordIOFaces(FaceSamples):
         skip_corrupt: Skip unreadable records instead of raising.
     """
 
+    records: RecordIOSet
+
     def __init__(
         self,
         records: RecordIOSet,
@@ -42,19 +44,8 @@ class RecordIOFaces(FaceSamples):
         groups: np.ndarray | None = None,
         skip_corrupt: bool = False,
     ) -> None:
-        super().__init__(records.num_classes, image_size, augment, landmarks, groups, skip_corrupt)
-        self.records = records
+        super().__init__(records, records.num_classes, image_size, augment, landmarks, groups, skip_corrupt)
         self.keys = records.keys
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def describe(self, index: int) -> str:
-        return self.records.describe(index)
-
-    def read(self, index: int) -> tuple[np.ndarray, float]:
-        buf, label = self.records.read(index)
-        return decode_image(buf, self.describe(index)), label
 
 
 class RecordIOSource(TrainSource):

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import logging
 import operator
-from abc import abstractmethod
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from fr_lightning.data.errors import DataFormatError
+from fr_lightning.data.formats.images import decode_image
 from fr_lightning.data.resume import sample_keys
 from fr_lightning.data.transforms import Augment, normalize_images, resize_face
 
-__all__ = ["SkipCounter", "FaceSamples"]
+__all__ = ["EncodedFaces", "SkipCounter", "FaceSamples"]
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +50,33 @@ class SkipCounter:
         return int(self.counts.sum())
 
 
-class FaceSamples(Dataset):
-    """Base of the map-style real-image training sets: decoded records -> sample dicts.
+class EncodedFaces(Protocol):
+    """Encoded face images addressed by position: what a :class:`FaceSamples` reads from.
 
-    Subclasses implement :meth:`read` (raise :class:`DataFormatError` for an unreadable sample)
-    and :meth:`describe`. Labels are checked against ``num_classes`` on every read; a bad label
-    is an error even with ``skip_corrupt`` (it means the data or ``num_classes`` is wrong).
+    :class:`~fr_lightning.data.formats.recordio_set.RecordIOSet` and
+    :class:`~fr_lightning.data.sources.folder.FolderIndex` are the two implementations.
+    """
+
+    def __len__(self) -> int: ...
+
+    def read(self, position: int) -> tuple[bytes, float]:
+        """Encoded image bytes and raw label; raises :class:`DataFormatError` when unreadable."""
+        ...
+
+    def describe(self, position: int) -> str:
+        """Where the image at ``position`` lives (file and key), for error messages."""
+        ...
+
+
+class FaceSamples(Dataset):
+    """The map-style real-image training set: encoded images -> decoded, augmented sample dicts.
+
+    Reads ``records`` (an :class:`EncodedFaces`). Labels are checked against ``num_classes`` on
+    every read; a bad label is an error even with ``skip_corrupt`` (it means the data or
+    ``num_classes`` is wrong).
 
     Args:
+        records: The encoded images and labels.
         num_classes: Valid labels are ``[0, num_classes)``.
         image_size: Output side in px (other sizes are resized, landmarks follow).
         augment: Augmentation applied to every sample.
@@ -69,6 +88,7 @@ class FaceSamples(Dataset):
 
     def __init__(
         self,
+        records: EncodedFaces,
         num_classes: int,
         image_size: int,
         augment: Augment,
@@ -76,6 +96,7 @@ class FaceSamples(Dataset):
         groups: np.ndarray | None = None,
         skip_corrupt: bool = False,
     ) -> None:
+        self.records = records
         self.num_classes = num_classes
         self.image_size = image_size
         self.augment = augment
@@ -89,16 +110,12 @@ class FaceSamples(Dataset):
         """Samples skipped as unreadable so far, summed over this process and its DataLoader workers."""
         return self.skip_counter.total
 
-    @abstractmethod
-    def __len__(self) -> int: ...
+    def __len__(self) -> int:
+        return len(self.records)
 
-    @abstractmethod
-    def read(self, index: int) -> tuple[np.ndarray, float]:
-        """RGB uint8 image and raw label of sample ``index``."""
-
-    @abstractmethod
     def describe(self, index: int) -> str:
         """Where sample ``index`` lives (file and key), for error messages."""
+        return self.records.describe(index)
 
     def check_label(self, label: float, index: int) -> int:
         """Return ``label`` as int or raise a DataFormatError naming the record."""
@@ -108,12 +125,13 @@ class FaceSamples(Dataset):
         return int(label)
 
     def read_checked(self, index: int) -> tuple[int, np.ndarray, int]:
-        """``(index actually used, image, label)``, skipping unreadable samples when configured."""
+        """``(index actually used, RGB uint8 image, label)``, skipping unreadable samples when configured."""
         n = len(self)
         for step in range(n if self.skip_corrupt else 1):
             j = (index + step) % n
             try:
-                image, raw = self.read(j)
+                buf, raw = self.records.read(j)
+                image = decode_image(buf, self.describe(j))
             except DataFormatError as exc:
                 if not self.skip_corrupt:
                     raise
