@@ -31,7 +31,7 @@ import numpy as np
 from experiments import lowres_preset
 from experiments.preset_study import OUT, fit, fit_all, flow, gain_table, save, table
 
-LOWRES: dict[str, Any] = lowres_preset.VARIANTS["multires+logexp"][0]
+LOWRES: dict[str, Any] = lowres_preset.VARIANTS["hrce+logexp"][0]
 COTEACHING: dict[str, Any] = {
     "class_path": "fr_lightning.methods.CoTeaching",
     "init_args": {"forget_rate": 0.4, "ramp": 2, "ramp_unit": "epoch"},
@@ -79,7 +79,7 @@ def variants(args: argparse.Namespace, tag: str) -> tuple[dict[str, tuple[str, l
         lines.append(f"Teacher (iResNet width 0.5, seed {TEACHER_SEED}): full {100 * teacher['val/synth-lowres@full/acc']:.2f} %, 8 px {100 * teacher['val/synth-lowres@8/acc']:.2f} %.")
         out = {
             "baseline": (f"lowres_preset-baseline-{tag}", []),
-            "lowres": (f"lowres_preset-multires-logexp-{tag}", [LOWRES]),
+            "lowres": (f"lowres_preset-hrce-logexp-{tag}", [LOWRES]),
             "kd": (f"combo-kd-{tag}", [kd(ckpt, args.image_size)]),
             "lowres+kd": (f"combo-lowres-kd-{tag}", [LOWRES, kd(ckpt, args.image_size)]),
         }
