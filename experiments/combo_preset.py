@@ -6,7 +6,10 @@
 
 Both use ``experiments.lowres_preset``'s data, network, budget and low-resolution evaluation
 (the runs ``baseline`` and ``lowres`` of ``lowres-kd`` are the same runs as that study's
-``baseline`` and ``multires+logexp`` and share its cache):
+``baseline`` and ``hrce+logexp`` and share its cache). The ``lowres`` part is
+``LowRes(ce_lr_weight=0)`` (LR view trained by LogExp only): with the paper's
+½·(CE(HR) + CE(LR)) the model stays at chance on this preset, so a combination with it would
+compare against a part that learns nothing:
 
 * ``lowres-kd`` (``recipes/lowres-kd.yaml``'s composition): a teacher (the same iResNet at
   width 0.5, trained once on HR images, seed 100, which no table reports), then the student
