@@ -24,10 +24,10 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from fr_lightning.batch import StepOutput
+from fr_lightning.heads.base import MarginHead, compute_dtype
 
 if TYPE_CHECKING:
     from fr_lightning.classifiers.base import Classifier
-    from fr_lightning.heads.base import MarginHead
 
 
 class Criterion:
@@ -62,11 +62,6 @@ class Criterion:
         """True when each sample's logits live on its own rank (centres not sharded across ranks)."""
         return not self.classifier.ddp_ignore("classifier.")
 
-    def _cosine(self, embeddings: Tensor, labels: Tensor, class_index: Tensor | None) -> tuple[Tensor, Tensor]:
-        if class_index is None:
-            return self.classifier(embeddings, labels)
-        return self.classifier(embeddings, labels, index=class_index)  # type: ignore[call-arg]
-
     def __call__(
         self,
         embeddings: Tensor,
@@ -88,7 +83,10 @@ class Criterion:
             class_index: the classes a sampled classifier must score (another pass's ``class_index``).
             features: passed through to ``StepOutput.features``.
         """
-        cosine, target = self._cosine(embeddings, labels, class_index)
+        if class_index is None:
+            cosine, target = self.classifier(embeddings, labels)
+        else:
+            cosine, target = self.classifier(embeddings, labels, index=class_index)  # a sampled classifier
         index = self.classifier.last_index
         if not training:
             logits = self.scale * self.head.prepare(cosine)
@@ -102,14 +100,15 @@ class Criterion:
         if target_margin is not None:
             head_cosine = self._shift_target(cosine, target, target_margin)
         logits = self.head(head_cosine, target, norms=norms, embeddings=unit)
-        per_sample = self.head.loss(head_cosine, target, norms=norms, embeddings=unit)
-        if per_sample is None:
+        if self.head.softmax:
             per_sample = self.classifier.cross_entropy(logits, target)
+        else:  # SFace: the head's own per-sample loss
+            per_sample = self.head.loss(head_cosine, target, norms=norms, embeddings=unit)
         return StepOutput(embeddings, cosine, target, logits, per_sample, features, index)
 
     def _shift_target(self, cosine: Tensor, target: Tensor, margin: Tensor) -> Tensor:
         """``cosine`` minus ``margin`` on each row's target column, out of place, in float32 (float64 kept)."""
-        dtype = torch.float64 if cosine.dtype == torch.float64 else torch.float32
+        dtype = compute_dtype(cosine.dtype)
         if margin.shape[0] != cosine.shape[0]:
             margin = self.classifier.rows(margin.detach())  # a sharded classifier scores every rank's rows
         # Rows with label -1 (no positive in this shard) get no shift.

@@ -19,7 +19,6 @@ from fr_lightning.criterion import Criterion
 from fr_lightning.functional.reduce import combine_weights, reduce_loss
 from fr_lightning.heads.base import MarginHead
 from fr_lightning.methods.base import Method, check_methods, check_needs
-from fr_lightning.methods.features import embed_with_features
 from fr_lightning.optim import clip_sparse_gradients_, row_sparse_optimizer
 from fr_lightning.schedules import LRSchedule
 
@@ -219,7 +218,11 @@ class FaceRecognitionModule(pl.LightningModule):
         """
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        embeddings, features = embed_with_features(self.backbone, images, self._keep_features)
+        features = None
+        if self._keep_features:
+            embeddings, features = self.backbone.forward_with_features(images)
+        else:
+            embeddings = self.backbone(images)  # __call__: hooks and a compiled forward apply as usual
         return self.criterion(
             embeddings, labels, training=True, target_margin=target_margin, class_index=class_index, features=features
         )

@@ -49,7 +49,7 @@ class AdaFace(MarginHead):
 
     def prepare(self, cosine: Tensor) -> Tensor:
         """Cosine ``[B, C]`` as a new float32 (float64 if given) tensor, clamped to ``±(1 − clamp_eps)``."""
-        return cosine.to(compute_dtype(cosine)).clamp(-1.0 + self.clamp_eps, 1.0 - self.clamp_eps)
+        return cosine.to(compute_dtype(cosine.dtype)).clamp(-1.0 + self.clamp_eps, 1.0 - self.clamp_eps)
 
     def update_state(self, cos_y: Tensor, valid: Tensor, norms: Tensor | None) -> None:
         """EMA of the global batch mean/std of the norms (kept when fewer than 2 samples)."""

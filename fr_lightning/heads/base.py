@@ -9,9 +9,9 @@ import torch
 from torch import Tensor, nn
 
 
-def compute_dtype(t: Tensor) -> torch.dtype:
-    """float32 for float32/half/bfloat16 inputs, float64 for float64 (numerical tests)."""
-    return torch.float64 if t.dtype == torch.float64 else torch.float32
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype margins are computed in for inputs of ``dtype``: float64 stays (numerical tests), else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 class MarginHead(nn.Module):
@@ -39,7 +39,7 @@ class MarginHead(nn.Module):
 
     def prepare(self, cosine: Tensor) -> Tensor:
         """Cosine ``[B, C]`` as a new float32 (float64 if given) tensor, clamped."""
-        return cosine.to(compute_dtype(cosine)).clamp(-1.0 + self.eps, 1.0 - self.eps)
+        return cosine.to(compute_dtype(cosine.dtype)).clamp(-1.0 + self.eps, 1.0 - self.eps)
 
     def update_state(self, cos_y: Tensor, valid: Tensor, norms: Tensor | None) -> None:
         """Update running statistics (buffers) from a training batch; no-op by default."""
@@ -77,7 +77,11 @@ class MarginHead(nn.Module):
     def loss(
         self, cosine: Tensor, labels: Tensor, norms: Tensor | None = None, embeddings: Tensor | None = None
     ) -> Tensor | None:
-        """Per-sample loss ``[B]`` for non-softmax heads; None: use cross-entropy on the logits."""
+        """Per-sample loss ``[B]`` of a head with ``softmax = False`` (SFace); None for softmax heads.
+
+        The criterion reads ``softmax`` to choose: softmax heads are trained with the
+        classifier's cross-entropy of their logits and this is not called for them.
+        """
         return None
 
     def loss_terms(self, norms: Tensor | None) -> dict[str, Tensor]:

@@ -43,7 +43,7 @@ class MagFace(MarginHead):
         """``a = clamp(‖x‖, l_a, u_a)``."""
         if norms is None:
             raise ValueError("MagFace needs the embedding norms: pass norms=...")
-        return norms.to(compute_dtype(norms)).clamp(self.l_a, self.u_a)
+        return norms.to(compute_dtype(norms.dtype)).clamp(self.l_a, self.u_a)
 
     def target_logit(self, cos_y: Tensor, norms_y: Tensor | None) -> Tensor:
         """``cos(θ_y + m(a))`` with the ArcFace fallback."""

@@ -34,7 +34,7 @@ class UNPG(MarginHead):
 
     def negative_pairs(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Filtered negative-pair cosines ``[P]`` (sorted ascending)."""
-        x = embeddings.to(compute_dtype(embeddings))
+        x = embeddings.to(compute_dtype(embeddings.dtype))
         a, b = torch.triu_indices(len(x), len(x), offset=1, device=x.device)
         keep = (labels[a] != labels[b]) & (labels[a] >= 0) & (labels[b] >= 0)
         with torch.autocast(x.device.type, enabled=False):  # pair cosines in float32 under AMP too
