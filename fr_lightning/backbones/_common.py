@@ -23,26 +23,26 @@ def conv_out_size(size: int, kernel: int = 3, stride: int = 2, padding: int = 1)
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def check_input(images: Tensor, input_size: int) -> None:
-    """Fail early, with a readable message, when the input does not match ``input_size``.
+def check_input(shape: torch.Size, input_size: int) -> None:
+    """Fail early, with a readable message, when an input batch's ``shape`` does not match ``input_size``.
 
     The flattened fc / GDC kernel of these backbones is sized for one input resolution.
     """
-    if images.dim() != 4 or images.shape[1] != 3 or images.shape[-2:] != (input_size, input_size):
+    if len(shape) != 4 or shape[1] != 3 or tuple(shape[-2:]) != (input_size, input_size):
         raise ValueError(
             f"expected images of shape [B, 3, {input_size}, {input_size}] "
-            f"(set the backbone's input_size), got {list(images.shape)}"
+            f"(set the backbone's input_size), got {list(shape)}"
         )
 
 
-def trunk_autocast(enabled: bool, images: Tensor) -> contextlib.AbstractContextManager:
-    """Half-precision autocast for the conv trunk when ``enabled`` and running on CUDA.
+def trunk_autocast(enabled: bool, device: torch.device) -> contextlib.AbstractContextManager:
+    """Half-precision autocast for the conv trunk when ``enabled`` and the input is on a CUDA ``device``.
 
     insightface writes ``torch.cuda.amp.autocast(self.fp16)``, which also *disables* an
     outer autocast when ``fp16`` is False. We return a no-op instead so Lightning's
     ``precision="16-mixed"`` keeps working on backbones built with ``fp16=False``.
     """
-    if enabled and images.is_cuda:
+    if enabled and device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.float16)
     return contextlib.nullcontext()
 

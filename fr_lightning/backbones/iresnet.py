@@ -146,8 +146,8 @@ class IResNet(FaceBackbone):
 
     def forward_features(self, images: Tensor) -> Tensor:
         """``layer4``'s feature map of images ``[B, 3, S, S]`` (float16 on CUDA with ``fp16``)."""
-        check_input(images, self.input_size)
-        with trunk_autocast(self.fp16, images):
+        check_input(images.shape, self.input_size)
+        with trunk_autocast(self.fp16, images.device):
             x = self.prelu(self.bn1(self.conv1(images)))
             x = self.layer1(x)
             x = self.layer2(x)
@@ -156,7 +156,7 @@ class IResNet(FaceBackbone):
 
     def forward_head(self, features: Tensor) -> Tensor:
         """Unnormalised embeddings ``[B, embedding_dim]``: BN, dropout, fc (float32), BN."""
-        with trunk_autocast(self.fp16, features):
+        with trunk_autocast(self.fp16, features.device):
             x = self.dropout(self.bn2(features).flatten(1))
         x = self.fc(x.float() if self.fp16 else x)
         return self.features(x)

@@ -233,8 +233,8 @@ class MobileFaceNet(FaceBackbone):
 
     def forward_features(self, images: Tensor) -> Tensor:
         """``conv_sep``'s feature map of images ``[B, 3, S, S]`` (float32: it runs outside ``fp16``'s autocast)."""
-        check_input(images, self.input_size)
-        with trunk_autocast(self.fp16, images):
+        check_input(images.shape, self.input_size)
+        with trunk_autocast(self.fp16, images.device):
             x = self.layers(images)
         return self.conv_sep(x.float() if self.fp16 else x)
 
