@@ -29,13 +29,6 @@ def _weights(path: Path) -> tuple[dict[str, torch.Tensor], float, int]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="measured 2026-12-01: the uninterrupted 2-worker run equals the 0-worker run bit for bit, but the "
-    "2-worker run killed at step 4-5 and resumed differs (synth-lfw 0.75 vs 0.525); resume with persistent "
-    "DataLoader workers is not exact yet",
-    strict=False,
-    run=False,  # known to fail (see reason); not run, to keep CI's slow step short
-)
 def test_flip_on_two_workers_sigkill_resume_equals_the_inline_run(tmp_path: Path) -> None:
     """Random flips on: a run with 2 DataLoader workers killed at a random step and resumed ends
     bit-identical to the uninterrupted run without workers (augmentation is keyed per sample)."""
@@ -57,12 +50,6 @@ def test_flip_on_two_workers_sigkill_resume_equals_the_inline_run(tmp_path: Path
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="measured 2026-12-01: killed at step 3 with 2 workers, the resumed weights differ from the "
-    "uninterrupted run (same cause suspected as the map-style 2-worker resume)",
-    strict=False,
-    run=False,  # known to fail (see reason); not run, to keep CI's slow step short
-)
 def test_wds_run_killed_mid_epoch_resumes_exactly(tmp_path: Path) -> None:
     """A WebDataset run (2 workers, shuffle buffer, flips) killed mid-epoch resumes bit-identically."""
     data_cli.synth(tmp_path / "rec", identities=8, per_identity=4, image_size=56, fmt="png", pairs=0)

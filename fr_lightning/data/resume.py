@@ -15,6 +15,14 @@ the worker count, the prefetch depth or where a run resumed. Map-style batches a
 :func:`forked_rngs` (:class:`SeededFetch`): torch, NumPy and Python ``random`` are seeded from the
 batch's first key for the fetch and restored after it, so a dataset that does use the global RNGs
 is reproducible too, and fetching never moves the trainer's RNG streams.
+
+Both loaders create their real iterator at the first ``next()``, not at ``iter()``
+(:class:`DeferredIterator`). Lightning builds the training iterator before a checkpoint's state
+is restored (``configure_optimizers`` asks for ``estimated_stepping_batches``) and reuses it for
+the resumed epoch; with worker processes, a DataLoader's iterator hands the workers their first
+``prefetch_factor x num_workers`` batches of sample indices as soon as it exists, which would fix
+the epoch's order, position and augmentation keys before the resume position and the epoch are
+known (measured: a 2-worker run resumed in epoch 1 replayed epoch 0's order and flips).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 __all__ = [
+    "DeferredIterator",
     "ResumableLoader",
     "ResumableSampler",
     "ResumableStreamLoader",
@@ -170,6 +179,27 @@ class SeededFetch(Dataset):
         return self.__getitems__([index])[0]
 
 
+class DeferredIterator(Iterator[Any]):
+    """An iterator that calls ``start()`` to create the real one at its first ``next()``.
+
+    Args:
+        start: creates the underlying iterator (a ``DataLoader``'s ``__iter__``).
+    """
+
+    def __init__(self, start: Callable[[], Iterator[Any]]) -> None:
+        self._start: Callable[[], Iterator[Any]] | None = start
+        self._iterator: Iterator[Any] | None = None
+
+    def __iter__(self) -> "DeferredIterator":
+        return self
+
+    def __next__(self) -> Any:
+        if self._iterator is None:
+            assert self._start is not None
+            self._iterator, self._start = self._start(), None
+        return next(self._iterator)
+
+
 class ResumableSampler(DistributedSampler):
     """Seeded shuffle (``seed + epoch``), split over ranks, that can skip the first samples of an epoch.
 
@@ -244,6 +274,10 @@ class ResumableLoader(DataLoader):
         super().__init__(dataset, batch_size=batch_size, sampler=sampler, **kwargs)
         self.progress = progress
 
+    def __iter__(self) -> Iterator[Any]:
+        # Deferred: the sampler's order is drawn after the resume position and epoch are set.
+        return DeferredIterator(super().__iter__)
+
     def state_dict(self) -> dict[str, int]:
         epoch, batches = self.progress() if self.progress is not None else (self.sampler.epoch, 0)
         return {
@@ -278,7 +312,11 @@ class ResumableStreamLoader(DataLoader):
         super().__init__(dataset, batch_size=batch_size, **kwargs)
         self.progress = progress
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Any]:
+        return DeferredIterator(self._start)
+
+    def _start(self) -> Iterator[Any]:
+        # At the first batch, when the trainer's epoch and a restored position are final.
         if self.progress is not None:
             self.dataset.start_epoch(self.progress()[0])
         return super().__iter__()
