@@ -47,8 +47,12 @@ class GradNoise(pl.Callback):
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: object) -> None:
         scale = 1e-3 * (1.0 + np.random.rand() + random.random())
         for p in pl_module.parameters():
-            if p.grad is not None:
-                p.grad.add_(scale * torch.randn_like(p.grad))
+            grad = p.grad
+            if grad is None:
+                continue
+            if grad.is_sparse:  # Partial FC's row-sparse centre gradient (no normal_ kernel for SparseCPU)
+                grad = grad._values()
+            grad.add_(scale * torch.randn_like(grad))
 
 
 class KillAt(pl.Callback):
@@ -70,8 +74,9 @@ class SaveWeights(pl.Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         acc = float(trainer.callback_metrics.get("val/synth-lfw/acc", float("nan")))
+        weights = pl_module.state_dict()  # on every rank: Partial FC gathers its sharded centres here
         if trainer.is_global_zero:
-            torch.save({"weights": pl_module.state_dict(), "acc": acc, "step": trainer.global_step}, self.path)
+            torch.save({"weights": weights, "acc": acc, "step": trainer.global_step}, self.path)
 
 
 class FailOnValidation(pl.Callback):
