@@ -29,10 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from experiments import lowres_preset
-from experiments.preset_study import OUT, fit, fit_all, flow, gain_table, save, table
+from experiments.preset_study import OUT, fit, flow, gain_table, run_grid, save, table, wall_line
 
 LOWRES: dict[str, Any] = lowres_preset.VARIANTS["hrce+logexp"][0]
 COTEACHING: dict[str, Any] = {
@@ -119,12 +117,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     if noise is not None:
         tag += f"-n{args.noise}"
     named, lines = variants(args, tag)
-    keys = [(seed, v) for seed in args.seeds for v in named]
-    tasks = [(named[v][0], lowres_preset.run_args(v, args, callbacks=named[v][1], label_noise=noise), seed) for seed, v in keys]
-    results: dict[str, list[dict[str, Any]]] = {v: [] for v in named}
-    for (seed, v), metrics in zip(keys, fit_all(tasks, args.out_dir, args.jobs)):
-        results[v].append(metrics)
-        print(f"  {v} seed {seed}: full {100 * metrics['val/synth-lowres@full/acc']:.2f} % ({metrics['wall_s']:.0f} s)", flush=True)
+    runs = {v: (name, lowres_preset.run_args(v, args, callbacks=callbacks, label_noise=noise)) for v, (name, callbacks) in named.items()}
+    results = run_grid(runs, args.seeds, args.out_dir, args.jobs, show={"full": "val/synth-lowres@full/acc"})
     cols = {lowres_preset.label(s): f"val/synth-lowres@{'full' if s == 0 else s}/acc" for s in args.sizes}
     head = f"Combination `{args.study}` on preset `lowres`" + (f" with {100 * args.noise:.0f} % symmetric label noise" if noise else "")
     lines = [
@@ -143,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
         lines += ["", f"`{both}` over `{part}` alone (points, paired by seed):", ""]
         lines += gain_table({part: results[part], both: results[both]}, cols, baseline=part)
     wall = time.time() - start
-    lines += ["", "Mean wall time per run: " + ", ".join(f"{v} {np.mean([r['wall_s'] for r in rs]):.0f} s" for v, rs in results.items()), f"Study wall time: {wall:.0f} s"]
+    lines += ["", wall_line(results), f"Study wall time: {wall:.0f} s"]
     save(f"combo-{args.study}" + ("-quick" if args.quick else ""), args.out_dir, results, lines)
     print(f"wall time {wall:.0f} s")
     return results

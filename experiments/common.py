@@ -13,16 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from experiments.preset_study import flow, mean_std  # one formatter and one YAML writer for every study
+from experiments.preset_study import fit, flow  # one runner and one YAML writer for every study
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "experiments" / "out"
@@ -79,87 +75,25 @@ def run_cache_path(out_dir: Path, name: str, seed: int, args: Sequence[str]) -> 
 def run_fit(name: str, args: Sequence[str], seed: int, out_dir: Path = OUT) -> dict[str, Any]:
     """Run ``fr fit args --seed_everything=seed`` in this process; final scalar metrics plus ``wall_s``.
 
-    The run works in ``out_dir/work/<run key>/`` (its checkpoints land there) and its metrics are
-    cached at :func:`run_cache_path` together with ``code_version`` and ``git_head``, so an
-    interrupted study resumes and a code change re-runs.
+    :func:`experiments.preset_study.fit` with the run keyed by :func:`run_key`: it works in
+    :func:`run_work_dir` (its checkpoints land there) and its metrics are cached at
+    :func:`run_cache_path` together with ``code_version`` and ``git_head``, so an interrupted
+    study resumes and a code change re-runs.
     """
-    cache = run_cache_path(out_dir, name, seed, args)
-    if cache.is_file():
-        return json.loads(cache.read_text())
-    from fr_lightning.cli import cli_main
-
-    version, head = code_version(), git_head()
-    work = run_work_dir(out_dir, name, seed, args)
-    work.mkdir(parents=True, exist_ok=True)
-    argv = [
-        "fit", *args, f"--seed_everything={seed}", "--trainer.logger=false",
-        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-    ]
-    os.environ.setdefault("WANDB_MODE", "offline")
-    start, cwd = time.time(), os.getcwd()
-    os.chdir(work)
-    try:
-        cli = cli_main(argv)
-    finally:
-        os.chdir(cwd)
-    metrics: dict[str, Any] = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if v.numel() == 1}
-    metrics["wall_s"] = time.time() - start
-    metrics["code_version"], metrics["git_head"] = version, head
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(metrics, indent=1))
-    lfw = metrics.get("val/synth-lfw/acc", float("nan"))
-    print(f"  {name} seed {seed}: {100 * lfw:.2f} % synth-lfw ({metrics['wall_s']:.0f} s)", flush=True)
+    run_id = run_key(name, seed, args)
+    fresh = not (out_dir / "runs" / f"{run_id}.json").is_file()
+    quiet = ["--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+    record = {"code_version": code_version(), "git_head": git_head()} if fresh else None
+    metrics = fit(name, [*args, *quiet], seed, out_dir, run_id=run_id, record=record)
+    if fresh:
+        lfw = metrics.get("val/synth-lfw/acc", float("nan"))
+        print(f"  {name} seed {seed}: {100 * lfw:.2f} % synth-lfw ({metrics['wall_s']:.0f} s)", flush=True)
     return metrics
 
 
 def run_work_dir(out_dir: Path, name: str, seed: int, args: Sequence[str]) -> Path:
     """The working directory of a run (``out_dir/work/<run key>``), keyed like its cache entry."""
     return out_dir / "work" / run_key(name, seed, args)
-
-
-def table(results: Mapping[str, Sequence[Mapping[str, Any]]], columns: Mapping[str, str]) -> str:
-    """Markdown table: one row per variant, one column per metric (mean ± std over seeds, in %)."""
-    head = "| variant | " + " | ".join(columns) + " |"
-    sep = "|---|" + "---|" * len(columns)
-    rows = [head, sep]
-    for variant, runs in results.items():
-        cells = []
-        for key in columns.values():
-            vals = [r[key] for r in runs if key in r]
-            cells.append(mean_std(vals) if vals else "n/a")
-        rows.append(f"| {variant} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
-
-
-def gains(results: Mapping[str, Sequence[Mapping[str, Any]]], key: str) -> dict[str, str]:
-    """Per variant: mean ± std over seeds of (variant − baseline) for metric ``key``, in points."""
-    base = np.array([r.get(key, float("nan")) for r in results["baseline"]], dtype=float)
-    out = {}
-    for variant, runs in results.items():
-        if variant == "baseline":
-            continue
-        diff = 100.0 * (np.array([r.get(key, float("nan")) for r in runs], dtype=float) - base)
-        out[variant] = "n/a" if np.isnan(diff).any() else f"{diff.mean():+.2f} ± {diff.std():.2f}"
-    return out
-
-
-def gain_rows(results: Mapping[str, Sequence[Mapping[str, Any]]], columns: Mapping[str, str]) -> list[str]:
-    """Markdown lines of the gain over ``baseline`` (paired by seed), or none without a baseline."""
-    if "baseline" not in results or len(results) < 2:
-        return []
-    lines = ["", "Gain over the baseline (points, paired by seed):", ""]
-    lines += ["| variant | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
-    per_key = {name: gains(results, key) for name, key in columns.items()}
-    for variant in results:
-        if variant != "baseline":
-            lines.append(f"| {variant} | " + " | ".join(per_key[name][variant] for name in columns) + " |")
-    return lines
-
-
-def wall_line(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
-    """``Mean wall time per run: <variant> <s> s, ...``."""
-    walls = {v: np.mean([r["wall_s"] for r in runs]) for v, runs in results.items() if runs}
-    return "Mean wall time per run: " + ", ".join(f"{v} {w:.0f} s" for v, w in walls.items())
 
 
 def command(module: str, args: Any) -> str:

@@ -28,7 +28,7 @@ import argparse
 import time
 from pathlib import Path
 
-from experiments.preset_study import OUT, ROOT, data_args, fit_all, flow, gain_table, pairs_entry, save, table, trainer_args
+from experiments.preset_study import OUT, ROOT, data_args, flow, gain_lines, pairs_entry, run_grid, save, table, trainer_args, wall_line
 
 VARIANTS = ("full-fc", "partial-fc", "f2c")
 #: Images of one dual-loader item (one instance pair + two identity pairs) and epochs ratio.
@@ -86,13 +86,9 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, float]]]:
     args = parse(argv)
     start = time.time()
     tag = f"e{args.epochs}-f{args.fraction}-i{args.identities}x{args.per_identity}-b{args.batch_size}-s{args.image_size}-p{args.pairs}-{args.preset}"
-    results: dict[str, list[dict[str, float]]] = {v: [] for v in args.variants}
-    keys = [(seed, variant) for seed in args.seeds for variant in args.variants]  # seed-major
-    tasks = [(f"f2c_study-{variant}-{tag}", run_args(variant, args), seed) for seed, variant in keys]
-    for (seed, variant), metrics in zip(keys, fit_all(tasks, args.out_dir, args.jobs)):
-        results[variant].append(metrics)
-        print(f"  {variant} seed {seed}: synth-lfw {100 * metrics.get('val/synth-lfw/acc', float('nan')):.2f} % ({metrics['wall_s']:.0f} s)", flush=True)
     cols = {"synth-lfw": "val/synth-lfw/acc", "synth-cfpfp": "val/synth-cfpfp/acc"}
+    runs = {v: (f"f2c_study-{v}-{tag}", run_args(v, args)) for v in args.variants}
+    results = run_grid(runs, args.seeds, args.out_dir, args.jobs, show=cols)
     lines = [
         f"Budget {tag} (same steps and images per step), seeds {args.seeds}. Verification accuracy (%), "
         "mean ± std over seeds:",
@@ -100,11 +96,9 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, float]]]:
         *table(results, cols),
     ]
     for base in ("full-fc", "partial-fc"):
-        if base in results and len(results) > 1:
-            lines += ["", f"Gain over {base} (points, paired by seed; mean ± std, worst seed):", ""]
-            lines += gain_table(results, cols, baseline=base)
+        lines += gain_lines(results, cols, baseline=base)
     wall = time.time() - start
-    lines += ["", "Mean wall time per run: " + ", ".join(f"{v} {sum(r['wall_s'] for r in rs) / len(rs):.0f} s" for v, rs in results.items())]
+    lines += ["", wall_line(results)]
     lines += ["", f"Study wall time {wall:.0f} s."]
     study = "f2c_study" if not args.quick else "f2c_study-quick"
     save(study if list(args.variants) == list(VARIANTS) else f"{study}-{'_'.join(args.variants)}", args.out_dir, results, lines)

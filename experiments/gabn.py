@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from experiments.common import OUT, ROOT, budget_args, callbacks_arg, command, quick_budget, run_fit, save, table, wall_line
+from experiments.common import OUT, ROOT, budget_args, callbacks_arg, command, quick_budget, run_fit, save
+from experiments.preset_study import table, wall_line
 
 #: variant -> GABN init args (None: no GABN).
 VARIANTS: dict[str, dict[str, bool] | None] = {
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
         "",
         f"Verification accuracy per group and overall (%), STD in points, mean ± std over seeds {args.seeds}:",
         "",
-        table(results, acc_cols),
+        *table(results, acc_cols),
         "",
         "SER = (100 − min group acc) / (100 − max group acc):",
         "",

@@ -17,7 +17,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from experiments.common import OUT, ROOT, budget_args, command, quick_budget, run_fit, save, table
+from experiments.common import OUT, ROOT, budget_args, command, quick_budget, run_fit, save
+from experiments.preset_study import table
 
 HEADS = ["normface", "cosface", "arcface", "curricularface", "adaface", "adasin", "x2softmax", "sface"]
 QUICK_HEADS = ["arcface", "adasin"]
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     for head in args.heads:
         fragment = ["--config", str(ROOT / "configs" / "heads" / f"{head}.yaml"), f"--model.init_args.head.init_args.s={args.scale}"]
         results[head] = [run_fit(f"heads-{head}-{tag}", [*recipe, *fragment, *budget], seed, args.out_dir) for seed in args.seeds]
-    md = f"Command: `{command('heads', args)}`\n\n" + table(results, COLUMNS)
+    md = f"Command: `{command('heads', args)}`\n\n" + "\n".join(table(results, COLUMNS))
     save("heads-quick" if args.quick else "heads", results, md, args.out_dir)
     return results
 

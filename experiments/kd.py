@@ -26,7 +26,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from experiments.common import OUT, ROOT, budget_args, callbacks_arg, command, quick_budget, run_fit, run_work_dir, save, table
+from experiments.common import OUT, ROOT, budget_args, callbacks_arg, command, quick_budget, run_fit, run_work_dir, save
+from experiments.preset_study import table
 from experiments.preset_study import flow
 
 #: variant -> KD init args (None: the student alone).
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
         f"synth-lfw verification accuracy (%), MobileFaceNet-0.5 student, mean ± std over seeds {args.seeds}; "
         f"teacher (iResNet width {args.teacher_width}, seed 0): {100 * teacher_metrics.get('val/synth-lfw/acc', float('nan')):.2f}.",
         "",
-        table(results, {"synth-lfw acc": "val/synth-lfw/acc"}),
+        *table(results, {"synth-lfw acc": "val/synth-lfw/acc"}),
     ]
     save("kd-quick" if args.quick else "kd", {"teacher": [teacher_metrics], **results}, "\n".join(lines), args.out_dir)
     return {"teacher": [teacher_metrics], **results}

@@ -24,7 +24,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from experiments.common import OUT, ROOT, budget_args, callbacks_arg, command, gain_rows, quick_budget, run_fit, save, table, wall_line
+from experiments.common import OUT, ROOT, budget_args, callbacks_arg, command, quick_budget, run_fit, save
+from experiments.preset_study import gain_lines, table, wall_line
 
 #: variant -> LowRes init args (None: no LowRes).
 VARIANTS: dict[str, dict[str, Any] | None] = {
@@ -91,12 +92,12 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
         f"Verification accuracy (%) on synth-lfw with one image of each pair degraded to r px (at 112-px scale; "
         f"the runs are at 56 px, so r/2 px), mean ± std over seeds {args.seeds}:",
         "",
-        table(results, acc),
+        *table(results, acc),
         "",
         "Rank-1 identification (%) of probes degraded to r px against a gallery of one HR image per identity:",
         "",
-        table(results, rank),
-        *gain_rows(results, acc),
+        *table(results, rank),
+        *gain_lines(results, acc),
         "",
         wall_line(results),
     ]

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.preset_study import OUT, ROOT, data_args, fit_all, gain_table, pairs_entry, save, table, trainer_args
+from experiments.preset_study import OUT, ROOT, data_args, gain_lines, pairs_entry, run_grid, save, table, trainer_args, wall_line
 
 PRESET = "lowres"
 VARIANTS: dict[str, list[dict[str, object]]] = {
@@ -101,12 +101,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, float]]]:
     args = parse(argv)
     start = time.time()
     tag = f"e{args.epochs}-i{args.identities}x{args.per_identity}-b{args.batch_size}-s{args.image_size}-p{args.pairs}"
-    results: dict[str, list[dict[str, float]]] = {v: [] for v in args.variants}
-    keys = [(seed, variant) for seed in args.seeds for variant in args.variants]  # seed-major
-    tasks = [(f"lowres_preset-{variant.replace('+', '-')}-{tag}", run_args(variant, args), seed) for seed, variant in keys]
-    for (seed, variant), metrics in zip(keys, fit_all(tasks, args.out_dir, args.jobs)):
-        results[variant].append(metrics)
-        print(f"  {variant} seed {seed}: full {100 * metrics.get('val/synth-lowres@full/acc', float('nan')):.2f} % ({metrics['wall_s']:.0f} s)", flush=True)
+    runs = {v: (f"lowres_preset-{v.replace('+', '-')}-{tag}", run_args(v, args)) for v in args.variants}
+    results = run_grid(runs, args.seeds, args.out_dir, args.jobs, show={"full": "val/synth-lowres@full/acc"})
     cols = {label(s): f"val/synth-lowres@{'full' if s == 0 else s}/acc" for s in args.sizes}
     lines = [
         f"Preset `{PRESET}`, budget {tag}, seeds {args.seeds}. Verification accuracy (%), one image of each "
@@ -119,10 +115,9 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, float]]]:
         lines += ["", "Baseline calibration: share of the above-chance margin kept, (acc(r) − 50) / (acc(full) − 50):", ""]
         lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         lines.append("| " + " | ".join(retained(results["baseline"], key, full) for key in cols.values()) + " |")
-    if "baseline" in results and len(results) > 1:
-        lines += ["", "Gain over the baseline (points, paired by seed; mean ± std, worst seed):", "", *gain_table(results, cols)]
+    lines += gain_lines(results, cols)
     wall = time.time() - start
-    lines += ["", "Mean wall time per run: " + ", ".join(f"{v} {sum(r['wall_s'] for r in rs) / len(rs):.0f} s" for v, rs in results.items())]
+    lines += ["", wall_line(results)]
     study = "lowres_preset" if not args.quick else "lowres_preset-quick"
     save(study if args.variants == list(VARIANTS) else f"{study}-{'_'.join(args.variants)}-s{'_'.join(map(str, args.seeds))}", args.out_dir, results, lines)
     print(f"wall time {wall:.0f} s")

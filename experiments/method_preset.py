@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.preset_study import CURVE, OUT, ROOT, data_args, fit_all, flow, gain_table, pairs_entry, save, table, trainer_args
+from experiments.preset_study import CURVE, OUT, ROOT, data_args, flow, gain_lines, pairs_entry, run_grid, save, table, trainer_args, wall_line
 
 Sets = list[tuple[str, str, int, dict[str, Any]]]
 GROUP_SETS: Sets = [(f"synth-rfw-g{g}", "group", 10 + g, {"group": g}) for g in range(4)]
@@ -163,25 +163,17 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     study = STUDIES[args.study]
     start = time.time()
     tag = f"e{args.epochs}-i{args.identities}x{args.per_identity}-b{args.batch_size}-s{args.image_size}-p{args.pairs}-v{args.val_every}"
-    results: dict[str, list[dict[str, Any]]] = {v: [] for v in args.variants}
-    keys = [(seed, variant) for seed in args.seeds for variant in args.variants]  # seed-major
-    tasks = [(f"{args.study}_preset-{variant}-{tag}", run_args(study, variant, args), seed) for seed, variant in keys]
-    for (seed, variant), raw in zip(keys, fit_all(tasks, args.out_dir, args.jobs)):
-        metrics = derived(raw)
-        results[variant].append(metrics)
-        shown = ", ".join(f"{c} {100 * metrics[k]:.2f}" for c, k in study.columns.items() if k in metrics)
-        print(f"  {variant} seed {seed}: {shown} ({metrics['wall_s']:.0f} s)", flush=True)
+    runs = {v: (f"{args.study}_preset-{v}-{tag}", run_args(study, v, args)) for v in args.variants}
+    results = run_grid(runs, args.seeds, args.out_dir, args.jobs, show=study.columns, derive=derived)
     baseline = next(iter(study.variants))
     lines = [
         f"Study `{args.study}` on preset `{study.preset}`, budget {tag}, seeds {args.seeds}; accuracy in %, mean ± std over seeds:",
         "",
         *table(results, study.columns),
     ]
-    if baseline in results and len(results) > 1:
-        lines += ["", f"Gain over `{baseline}` (points, paired by seed; mean ± std, worst seed):", ""]
-        lines += gain_table(results, study.columns, baseline=baseline)
+    lines += gain_lines(results, study.columns, baseline=baseline)
     lines += extra_lines(args.study, results)
-    lines += ["", "Mean wall time per run: " + ", ".join(f"{v} {np.mean([r['wall_s'] for r in rs]):.0f} s" for v, rs in results.items())]
+    lines += ["", wall_line(results)]
     wall = time.time() - start
     lines.append(f"Study wall time: {wall:.0f} s")
     name = f"{args.study}_preset" + ("-quick" if args.quick else "")

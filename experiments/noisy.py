@@ -27,7 +27,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from experiments.common import OUT, ROOT, budget_args, callbacks_arg, command, quick_budget, run_fit, save, table, wall_line
+from experiments.common import OUT, ROOT, budget_args, callbacks_arg, command, quick_budget, run_fit, save
+from experiments.preset_study import table, wall_line
 from experiments.preset_study import flow
 
 #: name -> (kind, rate, forget rate τ)
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
         f"Clean-pair verification accuracy and selection quality of the last epoch (%), mean ± std over seeds {args.seeds}"
         " (baseline rows select everything: precision = 1 − noise rate, shown n/a):",
         "",
-        table(results, cols),
+        *table(results, cols),
         "",
         wall_line(results),
     ]

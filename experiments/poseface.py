@@ -24,7 +24,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from experiments.common import OUT, ROOT, budget_args, callbacks_arg, command, gain_rows, quick_budget, run_fit, save, table, wall_line
+from experiments.common import OUT, ROOT, budget_args, callbacks_arg, command, quick_budget, run_fit, save
+from experiments.preset_study import gain_lines, table, wall_line
 
 #: variant -> PoseFace init args (None: no PoseFace).
 VARIANTS: dict[str, dict[str, Any] | None] = {
@@ -86,12 +87,12 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
         "",
         f"Verification accuracy (%), mean ± std over seeds {args.seeds}:",
         "",
-        table(results, main_cols),
+        *table(results, main_cols),
         "",
         "synth-cfpfp accuracy (%) per |yaw| bin of the profile image (each pair decided at its fold's threshold):",
         "",
-        table(results, yaw_cols),
-        *gain_rows(results, {**main_cols, **yaw_cols}),
+        *table(results, yaw_cols),
+        *gain_lines(results, {**main_cols, **yaw_cols}),
         "",
         wall_line(results),
     ]

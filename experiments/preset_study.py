@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,18 +97,37 @@ class CurveRecorder(Callback):
 CURVE = {"class_path": "experiments.preset_study.CurveRecorder"}
 
 
-def fit(name: str, args: Sequence[str], seed: int, out_dir: Path) -> dict[str, float]:
+def fit(
+    name: str,
+    args: Sequence[str],
+    seed: int,
+    out_dir: Path,
+    run_id: str | None = None,
+    record: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Run ``fr fit args --seed_everything=seed`` in this process; final scalar metrics plus ``wall_s``.
 
-    Results are cached in ``out_dir/runs/<name>-s<seed>.json`` so an interrupted study resumes.
+    The run works in ``out_dir/work/<run_id>/`` and its metrics are cached in
+    ``out_dir/runs/<run_id>.json``, so an interrupted study resumes. A ``curve.json`` the run
+    leaves (:class:`CurveRecorder`) is stored with the metrics as ``curve``.
+
+    Args:
+        name: the run's name.
+        args: the ``fr fit`` arguments.
+        seed: ``--seed_everything``.
+        out_dir: the study's output folder.
+        run_id: names the cache entry and work dir; default ``<name>-s<seed>`` (the preset studies).
+            :func:`experiments.common.run_fit` keys it by code version and arguments instead.
+        record: values stored with the metrics (``experiments.common``: code version, git head).
     """
-    cache = out_dir / "runs" / f"{name}-s{seed}.json"
+    run_id = run_id or f"{name}-s{seed}"
+    cache = out_dir / "runs" / f"{run_id}.json"
     if cache.is_file():
         return json.loads(cache.read_text())
     from fr_lightning.cli import cli_main
 
     cache.parent.mkdir(parents=True, exist_ok=True)
-    work = out_dir / "work" / f"{name}-s{seed}"
+    work = out_dir / "work" / run_id
     work.mkdir(parents=True, exist_ok=True)
     (work / "curve.json").unlink(missing_ok=True)  # a stale curve of an interrupted run
     os.environ.setdefault("WANDB_MODE", "offline")
@@ -122,6 +141,7 @@ def fit(name: str, args: Sequence[str], seed: int, out_dir: Path) -> dict[str, f
     metrics["wall_s"] = time.time() - start
     if (work / "curve.json").is_file():
         metrics["curve"] = json.loads((work / "curve.json").read_text())
+    metrics.update(record or {})
     cache.write_text(json.dumps(metrics, indent=1))
     return metrics
 
@@ -146,6 +166,38 @@ def fit_all(tasks: Sequence[tuple[str, Sequence[str], int]], out_dir: Path, jobs
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker) as pool:
         futures = [pool.submit(fit, name, list(args), seed, out_dir) for name, args, seed in tasks]
         return [f.result() for f in futures]
+
+
+def run_grid(
+    runs: Mapping[str, tuple[str, Sequence[str]]],
+    seeds: Sequence[int],
+    out_dir: Path,
+    jobs: int = 1,
+    show: Mapping[str, str] | None = None,
+    derive: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Fit every variant at every seed (seed-major: all variants of a seed before the next seed).
+
+    Args:
+        runs: variant -> (run name, ``fr fit`` arguments); a run is cached by name and seed (:func:`fit`).
+        seeds: the seeds.
+        out_dir: the study's output folder.
+        jobs: runs at a time (:func:`fit_all`).
+        show: label -> metric key printed (in %) for each finished run.
+        derive: turns a run's raw metrics into the ones reported (e.g. derived group or curve metrics).
+
+    Returns:
+        variant -> its runs' metrics in ``seeds`` order.
+    """
+    keys = [(seed, variant) for seed in seeds for variant in runs]
+    tasks = [(runs[variant][0], runs[variant][1], seed) for seed, variant in keys]
+    results: dict[str, list[dict[str, Any]]] = {variant: [] for variant in runs}
+    for (seed, variant), raw in zip(keys, fit_all(tasks, out_dir, jobs)):
+        metrics = derive(raw) if derive is not None else raw
+        results[variant].append(metrics)
+        shown = ", ".join(f"{c} {100 * metrics[k]:.2f}" for c, k in (show or {}).items() if k in metrics)
+        print(f"  {variant} seed {seed}: {shown} ({metrics['wall_s']:.0f} s)", flush=True)
+    return results
 
 
 def mean_std(values: Sequence[float], scale: float = 100.0) -> str:
@@ -179,6 +231,21 @@ def gain_table(results: Mapping[str, Sequence[Mapping[str, float]]], columns: Ma
         if variant != baseline:
             rows.append(f"| {variant} | " + " | ".join(paired_gain(runs, results[baseline], k) for k in columns.values()) + " |")
     return rows
+
+
+def gain_lines(results: Mapping[str, Sequence[Mapping[str, float]]], columns: Mapping[str, str], baseline: str = "baseline") -> list[str]:
+    """A titled :func:`gain_table` over ``baseline`` (with a blank line before), or nothing without it and another variant."""
+    if baseline not in results or len(results) < 2:
+        return []
+    name = "the baseline" if baseline == "baseline" else baseline
+    title = f"Gain over {name} (points, paired by seed; mean ± std, worst seed):"
+    return ["", title, "", *gain_table(results, columns, baseline=baseline)]
+
+
+def wall_line(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """``Mean wall time per run: <variant> <s> s, ...`` (variants with runs)."""
+    walls = {v: np.mean([r["wall_s"] for r in runs]) for v, runs in results.items() if runs}
+    return "Mean wall time per run: " + ", ".join(f"{v} {w:.0f} s" for v, w in walls.items())
 
 
 def save(study: str, out_dir: Path, results: Mapping[str, Any], lines: Sequence[str]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from experiments import f2c_study
+from experiments import f2c_study, preset_study
 
 
 def _values(args: list[str]) -> dict[str, object]:
@@ -39,7 +39,7 @@ def test_quick_plan_gives_every_classifier_the_same_budget(tmp_path: Path, monke
         calls.extend((n, list(a), s) for n, a, s in tasks)
         return [{"val/synth-lfw/acc": 0.7, "val/synth-cfpfp/acc": 0.6, "wall_s": 1.0} for _ in tasks]
 
-    monkeypatch.setattr(f2c_study, "fit_all", record)
+    monkeypatch.setattr(preset_study, "fit_all", record)  # what run_grid trains with
     f2c_study.main(["--quick", "--out-dir", str(tmp_path)])
     assert [n.split("-e")[0] for n, _, _ in calls] == ["f2c_study-full-fc", "f2c_study-partial-fc", "f2c_study-f2c"]
     steps, images = {}, {}
