@@ -79,19 +79,17 @@ def test_wds_run_killed_mid_epoch_resumes_exactly(tmp_path: Path) -> None:
 
 #: Measured agreement of a Partial FC run saved on 2 gloo ranks and resumed on 1 (same global
 #: batch) with the uninterrupted 2-rank run; see docs/design.md, "Checkpoints and resume".
-PFC_WEIGHT_RTOL = 0.05
-PFC_ACC_TOL = 0.1
+#: Relative L2 difference of all float tensors, killed at step 2 / 3 / 4 / 5 (resumed from the
+#: checkpoint one step earlier): 0.291 / 0.187 / 0.125 / 0.092, dominated by the last BatchNorm's
+#: running variance; a 1-process run of the same data that did not resume: 0.568. synth-lfw
+#: (40 pairs, 0.025 a pair): 0.625 / 0.700 / 0.675 / 0.650 vs 0.725; the non-resumed run 0.600.
+#: Each kill step's numbers are deterministic; the bounds sit above the worst of them.
+PFC_WEIGHT_RTOL = 0.35
+PFC_ACC_TOL = 0.1125  # 4.5 pairs
 
 
 @pytest.mark.slow
 @pytest.mark.distributed
-@pytest.mark.xfail(
-    reason="measured 2026-12-01: the 2-rank reference fit with configs/scale/partial-fc.yaml exits 1 in this harness "
-    "with a PyTorch dispatcher error (an operator without a kernel for the tensors' backend) before any resume; "
-    "not yet diagnosed, so the 2 -> 1 world-size tolerance is unmeasured",
-    strict=False,
-    run=False,  # known to fail (see reason); not run, to keep CI's slow step short
-)
 def test_partial_fc_saved_on_two_ranks_resumed_on_one_agrees_within_tolerance(tmp_path: Path) -> None:
     ref = tmp_path / "reference"
     ref.mkdir()
