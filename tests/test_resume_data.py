@@ -17,6 +17,8 @@ from fr_lightning.data.resume import (
     ResumableStreamLoader,
     SampleSeeds,
     SeededFetch,
+    epoch_key_base,
+    index_key,
     key_uniform,
     sample_keys,
 )
@@ -56,6 +58,30 @@ def test_sample_keys_are_a_pure_function_of_seed_epoch_index() -> None:
     u = key_uniform(sample_keys(np.arange(20_000), 0, 0))
     assert 0.48 < float((u < 0.5).mean()) < 0.52
     assert [key_uniform(int(x)) for x in k] == key_uniform(k).tolist()
+
+
+#: sample_keys(KEY_INDICES, seed, epoch) as computed before the mixing was folded into one function
+#: (commit 4634c9a): every key, and so every augmentation draw, must stay what it was.
+KEY_INDICES = [0, 1, 5, 1000, 2**40]
+KEY_TABLE = {
+    (0, 0): [0x16A8F9D02D77CE33, 0x0F1ABCE7FBDE7BEE, 0x42B5BCAF61EEA72C, 0x6E71E71A05537C79, 0x66429C32753B7253],
+    (1, 2): [0xB411662ABFD5BA59, 0xB7467D28C1901F90, 0xE86CFCAB13527F54, 0x1079E064197572CC, 0x4802559477B59254],
+    (12345, 7): [0x22E9E3BA4E84CDF4, 0x3290417700BBDDD7, 0x66ECFDD217ACDEB9, 0x58A379C5411D89B2, 0x6C3F95280A1F53EB],
+    (2**64 - 1, 2**40): [0x3218092D922F53FF, 0x14FE6CA966835B96, 0x073BD092895D16C2, 0x682261EF399BACEB, 0x5826F9F4AAD95225],
+}
+
+
+def test_sample_keys_match_the_pinned_table() -> None:
+    for (seed, epoch), expected in KEY_TABLE.items():
+        keys = sample_keys(KEY_INDICES, seed, epoch)
+        assert keys.dtype == np.uint64 and keys.tolist() == expected, (seed, epoch)
+        base = epoch_key_base(seed, epoch)
+        assert [index_key(base, i) for i in KEY_INDICES] == expected  # the streaming source's path
+    assert key_uniform(sample_keys([0, 1, 5], 3, 4), stream=2).tolist() == [
+        0.6428353348137097,
+        0.6843814215320726,
+        0.7683380556575572,
+    ]
 
 
 def test_flips_do_not_depend_on_workers_and_fetching_leaves_global_rngs_alone() -> None:
