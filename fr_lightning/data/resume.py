@@ -56,45 +56,37 @@ _M64 = (1 << 64) - 1
 _FETCH: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar("fr_fetch_seed", default=(0, 0))
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser on a uint64 array (a bijection that scatters every input bit)."""
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+def _mix(x: Any) -> Any:
+    """splitmix64's finaliser (a bijection that scatters every input bit) on a Python int in
+    ``[0, 2**64)`` or, element-wise, on a uint64 array (wrapping arithmetic gives the same bits)."""
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & _M64
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EB & _M64
+    return x ^ (x >> 31)
+
+
+def epoch_key_base(seed: int, epoch: int) -> int:
+    """The per-(seed, epoch) part of every sample key, for :func:`index_key`."""
+    return _mix(_mix((int(seed) & _M64) ^ 0xFACE5EED) ^ (int(epoch) & _M64))
+
+
+def index_key(base: int, index: int) -> int:
+    """The 64-bit key of sample ``index`` given ``base = epoch_key_base(seed, epoch)`` (the one
+    definition of a key: :func:`sample_keys` and the streaming source both use it)."""
+    return _mix(base ^ ((index & _M64) * 0x9E3779B97F4A7C15 & _M64))
 
 
 def sample_keys(indices: Any, seed: int | None = None, epoch: int | None = None) -> np.ndarray:
     """64-bit random keys ``[N]`` (uint64), a pure function of ``(seed, epoch, index)`` per sample.
 
     ``seed`` and ``epoch`` default to those of the batch :class:`SeededFetch` is fetching
-    (``(0, 0)`` outside a training loader).
+    (``(0, 0)`` outside a training loader). Key ``i`` is ``index_key(epoch_key_base(seed, epoch),
+    indices[i])``, computed on Python ints (a batch's few hundred keys cost well under a millisecond).
     """
     if seed is None or epoch is None:
         s, e = _FETCH.get()
         seed, epoch = (s if seed is None else seed), (e if epoch is None else epoch)
-    idx = np.asarray(indices, dtype=np.int64).astype(np.uint64)
-    with np.errstate(over="ignore"):
-        base = _mix(np.array([(int(seed) & _M64) ^ 0xFACE5EED], np.uint64))
-        base = _mix(base ^ np.uint64(int(epoch) & _M64))
-        return _mix(base ^ (idx * np.uint64(0x9E3779B97F4A7C15)))
-
-
-def _mix_int(x: int) -> int:
-    """:func:`_mix` on one Python int (cheaper than a 0-d array per sample)."""
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
-    return x ^ (x >> 31)
-
-
-def epoch_key_base(seed: int, epoch: int) -> int:
-    """The per-(seed, epoch) part of :func:`sample_keys`, for :func:`index_key`."""
-    return _mix_int(_mix_int(((int(seed) & _M64) ^ 0xFACE5EED)) ^ (int(epoch) & _M64))
-
-
-def index_key(base: int, index: int) -> int:
-    """``sample_keys([index], seed, epoch)[0]`` as a Python int, given ``base = epoch_key_base(seed, epoch)``
-    (the per-sample path of the streaming source)."""
-    return _mix_int(base ^ ((index & _M64) * 0x9E3779B97F4A7C15 & _M64))
+    base = epoch_key_base(seed, epoch)
+    return np.array([index_key(base, i) for i in np.asarray(indices, dtype=np.int64).tolist()], dtype=np.uint64)
 
 
 def key_uniform(keys: Any, stream: int = 0) -> Any:
@@ -102,10 +94,8 @@ def key_uniform(keys: Any, stream: int = 0) -> Any:
     an array for an array of keys, a float for one int key."""
     salt = (0xA5A5 + int(stream)) * 0x9E3779B97F4A7C15 & _M64
     if isinstance(keys, (int, np.integer)):
-        return (_mix_int((int(keys) & _M64) ^ salt) >> 11) * (1.0 / (1 << 53))
-    k = np.asarray(keys, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        bits = _mix(k ^ np.uint64(salt))
+        return (_mix((int(keys) & _M64) ^ salt) >> 11) * (1.0 / (1 << 53))
+    bits = _mix(np.asarray(keys, dtype=np.uint64) ^ np.uint64(salt))
     return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
