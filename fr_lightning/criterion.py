@@ -84,18 +84,18 @@ class Criterion:
             features: passed through to ``StepOutput.features``.
         """
         if class_index is None:
-            cosine, target = self.classifier(embeddings, labels)
+            scores = self.classifier(embeddings, labels)
         else:
-            cosine, target = self.classifier(embeddings, labels, index=class_index)  # a sampled classifier
+            scores = self.classifier(embeddings, labels, index=class_index)  # a sampled classifier
+        cosine, target = scores
         index = self.classifier.last_index
         if not training:
             logits = self.scale * self.head.prepare(cosine)
             per_sample = self.classifier.cross_entropy(logits, target)
             return StepOutput(embeddings, cosine, target, logits, per_sample, features, index)
         # The head sees the rows the classifier scored: this batch, or every rank's under PartialFC.
-        rows = self.classifier.rows(embeddings)
-        norms = rows.float().norm(dim=1)
-        unit = F.normalize(rows.float(), dim=1)
+        norms = scores.rows.float().norm(dim=1)
+        unit = F.normalize(scores.rows.float(), dim=1)
         head_cosine = cosine
         if target_margin is not None:
             head_cosine = self._shift_target(cosine, target, target_margin)
@@ -110,7 +110,7 @@ class Criterion:
         """``cosine`` minus ``margin`` on each row's target column, out of place, in float32 (float64 kept)."""
         dtype = compute_dtype(cosine.dtype)
         if margin.shape[0] != cosine.shape[0]:
-            margin = self.classifier.rows(margin.detach())  # a sharded classifier scores every rank's rows
+            margin = self.classifier.rows(margin.detach())  # as the scored rows: every rank's, or repeated
         # Rows with label -1 (no positive in this shard) get no shift.
         has_target = (target >= 0).to(dtype).unsqueeze(1)
         onehot = torch.zeros_like(cosine, dtype=dtype).scatter(1, target.clamp_min(0).unsqueeze(1), 1.0)

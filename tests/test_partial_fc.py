@@ -37,8 +37,9 @@ def make_parts(classifier_cls: type = FullFC, **kwargs: object) -> tuple[nn.Line
 def step_loss(backbone: nn.Module, classifier: nn.Module, head: nn.Module, feats: Tensor, labels: Tensor) -> Tensor:
     """The module's loss path: backbone -> classifier -> head -> classifier CE -> mean over valid rows."""
     emb = backbone(feats)
-    cosine, target = classifier(emb, labels)
-    logits = head(cosine, target, norms=classifier.rows(emb).norm(dim=1))
+    scores = classifier(emb, labels)
+    cosine, target = scores
+    logits = head(cosine, target, norms=scores.rows.norm(dim=1))  # every rank's rows under PartialFC
     per_sample = classifier.cross_entropy(logits, target)
     valid = (labels >= 0).float()
     return (per_sample * valid).sum() / valid.sum()
@@ -107,9 +108,11 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         big.setup(WORLD, rank)
         g = torch.Generator().manual_seed(7)
         all_labels = torch.randint(0, 200, (WORLD * B,), generator=g)
-        big(torch.randn(B, D), all_labels[mine])
+        all_emb = torch.randn(WORLD * B, D, generator=g)
+        scores = big(all_emb[mine], all_labels[mine])
         start, end = shard_bounds(200, WORLD, rank)
         out["sample"] = (big.last_index + start, start, end)
+        out["rows"] = scores.rows.detach()  # the one all-gather of forward, reused by the criterion
 
         # Elastic checkpoint: one step, save full weight + momentum, continue one more step.
         backbone, pfc, head = make_parts(PartialFC)
@@ -178,11 +181,13 @@ def test_two_ranks_sampling(ranks: tuple[list[dict], Path]) -> None:
     outs, _ = ranks
     g = torch.Generator().manual_seed(7)
     all_labels = torch.randint(0, 200, (WORLD * B,), generator=g)
+    all_emb = torch.randn(WORLD * B, D, generator=g)
     for o in outs:
         index, start, end = o["sample"]
         assert index.numel() == int(0.1 * (end - start)) == 10
         owned = {int(y) for y in all_labels if start <= y < end}
         assert owned <= set(index.tolist())
+        assert torch.equal(o["rows"], all_emb)  # forward's rows: every rank's embeddings, in rank order
 
 
 @pytest.mark.distributed

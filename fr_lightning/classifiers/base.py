@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor, nn
@@ -12,15 +13,37 @@ from torch import Tensor, nn
 OPTIMIZER_INDEX_KEY = "sharded_classifier_param"
 
 
+@dataclass(frozen=True)
+class Scores:
+    """What :meth:`Classifier.forward` returns; unpacks as the pair ``cosine, target = classifier(x, y)``.
+
+    Attributes:
+        cosine: ``[B', C']`` cosines of the scored rows against (a sample of) the centres.
+        target: ``[B']`` labels as columns of ``cosine`` (-1: the positive is not among them).
+        rows: ``[B', D]`` the raw embeddings of ``cosine``'s rows (what the margin head reads norms
+            and directions from): the batch's own, every rank's under a sharded classifier, or the
+            batch repeated when each sample is scored more than once.
+    """
+
+    cosine: Tensor
+    target: Tensor
+    rows: Tensor
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return iter((self.cosine, self.target))
+
+
 class Classifier(nn.Module, abc.ABC):
     """Base of every classifier: holds ``weight`` (``[C*K, D]`` centres) and scores embeddings.
 
     The module only calls what is defined here, so a new classifier overrides what differs and
     inherits the rest:
 
-    * :meth:`forward` (abstract): ``(embeddings, labels) -> (cosine [B', C'], labels' [B'])``.
+    * :meth:`forward` (abstract): ``(embeddings, labels) ->`` :class:`Scores` (cosine ``[B', C']``,
+      labels as its columns ``[B']``, and the embeddings of its rows ``[B', D]``).
     * :meth:`cross_entropy` / :meth:`predict` (abstract): per-sample CE and nearest centre.
-    * :meth:`rows`: the embeddings matching ``forward``'s cosine rows (identity here).
+    * :meth:`rows`: lays out another per-sample tensor ``[B, ...]`` as ``forward``'s rows
+      (e.g. per-sample target margins; identity here).
     * :meth:`setup` / :meth:`ddp_ignore`: sharding across ranks (no-ops here).
     * :meth:`save_optimizer_state` / :meth:`load_optimizer_state`: put the optimizer state of
       ``weight`` into a world-size-independent layout in the checkpoint and back (no-ops here).
@@ -38,8 +61,8 @@ class Classifier(nn.Module, abc.ABC):
     weight: nn.Parameter
 
     @abc.abstractmethod
-    def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """Cosines ``[B', C']`` against (a sample of) the centres and the labels as their columns."""
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Scores:
+        """Cosines ``[B', C']`` against (a sample of) the centres, the labels as their columns, and the rows scored."""
 
     @abc.abstractmethod
     def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
@@ -49,9 +72,9 @@ class Classifier(nn.Module, abc.ABC):
     def predict(self, cosine: Tensor) -> Tensor:
         """Nearest centre (column index, sub-centres pooled) of each row of ``cosine``."""
 
-    def rows(self, embeddings: Tensor) -> Tensor:
-        """The embeddings matching the rows of ``forward``'s cosine (this batch's own here)."""
-        return embeddings
+    def rows(self, values: Tensor) -> Tensor:
+        """Per-sample ``values`` ``[B, ...]`` laid out as the rows of ``forward``'s cosine (unchanged here)."""
+        return values
 
     def setup(self, world_size: int, rank: int) -> None:
         """Prepare for ``world_size`` ranks (a sharded classifier keeps its slice); no-op here."""

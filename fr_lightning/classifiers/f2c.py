@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from fr_lightning.classifiers.base import Classifier
+from fr_lightning.classifiers.base import Classifier, Scores
 from fr_lightning.classifiers.f2c_pool import ClassPool, PoolPlan
 from fr_lightning.classifiers.partial_fc import _all_gather_rows, _gather_sizes
 
@@ -71,8 +71,8 @@ class F2C(Classifier):
 
     ``forward`` returns cosines ``[2B, Q]`` (every row scored against two pool matrices; rows
     ``[:B]`` the first, ``[B:]`` the second) and labels as pool slots (``-1``: identity not in the
-    pool). :meth:`rows` repeats the embeddings to match. ``cross_entropy`` turns them into the
-    per-sample loss ``[B]`` of the authors' objective.
+    pool); its rows are the embeddings twice (:meth:`rows` lays out other per-sample values alike).
+    ``cross_entropy`` turns them into the per-sample loss ``[B]`` of the authors' objective.
 
     Args:
         embedding_dim: size of the backbone's embedding.
@@ -144,8 +144,8 @@ class F2C(Classifier):
         self._staged = (F.normalize(torch.cat(parts).to(self.pool.dtype), dim=1), labels.detach())
 
     # -------------------------------------------------------------- forward
-    def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """Cosines ``[2B, Q]`` of both halves against both pool matrices, and labels as pool slots."""
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Scores:
+        """Cosines ``[2B, Q]`` of both halves against both pool matrices, labels as pool slots, rows."""
         if self._staged is None or self._staged[1].shape[0] != labels.shape[0] or not torch.equal(self._staged[1], labels):
             raise RuntimeError(f"F2C.forward: no gallery features staged for this batch. {GALLERY_MISSING}")
         gallery, gallery_labels = self._staged
@@ -161,11 +161,11 @@ class F2C(Classifier):
         cosine = torch.cat([c1x, c1y, c2x, c2y])
         target = torch.cat([tx, ty, tx, ty])
         self._last = (cosine, torch.tensor([n, h]))
-        return cosine, target
+        return Scores(cosine, target, self.rows(embeddings))
 
-    def rows(self, embeddings: Tensor) -> Tensor:
-        """The embeddings matching ``forward``'s rows: the batch twice (one per pool matrix)."""
-        return torch.cat([embeddings, embeddings])
+    def rows(self, values: Tensor) -> Tensor:
+        """Per-sample ``values`` laid out as ``forward``'s rows: the batch twice (one per pool matrix)."""
+        return torch.cat([values, values])
 
     def _gather(self, features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """Every rank's gallery features and labels, in rank order (the pool is replicated)."""

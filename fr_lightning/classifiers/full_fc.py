@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fr_lightning.classifiers.base import Classifier
+from fr_lightning.classifiers.base import Classifier, Scores
 
 
 class FullFC(Classifier):
@@ -26,11 +26,11 @@ class FullFC(Classifier):
         self.weight = nn.Parameter(torch.empty(num_classes * subcenters, embedding_dim))
         nn.init.normal_(self.weight, std=0.01)
 
-    def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """Cosine ``[B, C*K]`` between normalised embeddings and centres, and the labels unchanged."""
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Scores:
+        """Cosine ``[B, C*K]`` between normalised embeddings and centres; labels and rows unchanged."""
         x = F.normalize(embeddings.float(), dim=1)
         w = F.normalize(self.weight.float(), dim=1)
-        return x @ w.t(), labels
+        return Scores(x @ w.t(), labels, embeddings)
 
     def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Per-sample softmax cross-entropy (float32); rows with label -1 get 0."""

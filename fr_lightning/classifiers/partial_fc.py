@@ -37,7 +37,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fr_lightning.classifiers.base import OPTIMIZER_INDEX_KEY, Classifier, optimizer_state_of
+from fr_lightning.classifiers.base import OPTIMIZER_INDEX_KEY, Classifier, Scores, optimizer_state_of
 
 
 def shard_bounds(total: int, world: int, rank: int) -> tuple[int, int]:
@@ -304,11 +304,11 @@ class PartialFC(Classifier):
             state[key] = module.local_rows(state[key])
 
     # -------------------------------------------------------------- forward
-    def rows(self, embeddings: Tensor) -> Tensor:
-        """Embeddings matching the rows of ``forward``'s cosine: every rank's, in rank order."""
+    def rows(self, values: Tensor) -> Tensor:
+        """Per-sample ``values`` laid out as the rows of ``forward``'s cosine: every rank's, in rank order."""
         if not self.sharded:
-            return embeddings
-        return AllGatherRows.apply(embeddings, _gather_sizes(embeddings.shape[0], embeddings.device))
+            return values
+        return AllGatherRows.apply(values, _gather_sizes(values.shape[0], values.device))
 
     def _sample(self, labels: Tensor) -> tuple[Tensor | None, Tensor]:
         """Local class indices to use (None = all) and labels remapped to them (-1 if not here)."""
@@ -338,8 +338,9 @@ class PartialFC(Classifier):
         found = owned & (index.numel() > 0) & (index[pos] == local)
         return torch.where(found, pos, torch.full_like(local, -1))
 
-    def forward(self, embeddings: Tensor, labels: Tensor, index: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Cosine ``[B_global, C'_local*K]`` against the sampled local centres, and remapped labels.
+    def forward(self, embeddings: Tensor, labels: Tensor, index: Tensor | None = None) -> Scores:
+        """Cosine ``[B_global, C'_local*K]`` against the sampled local centres, remapped labels, and
+        the global batch's embeddings (all-gathered once, here, for both the cosine and the head).
 
         ``index`` (sorted local class indices, e.g. another classifier's ``last_index``) reuses a
         given sample instead of drawing one: co-teaching peers share each step's classes.
@@ -355,10 +356,10 @@ class PartialFC(Classifier):
             target = self._remap(labels, index)
         self.last_index = index  # co-teaching's second peer reuses it; tests read it
         if index is None:
-            return x @ F.normalize(self.weight.float(), dim=1).t(), target
+            return Scores(x @ F.normalize(self.weight.float(), dim=1).t(), target, embeddings)
         k = self.subcenters
         rows = (index[:, None] * k + torch.arange(k, device=index.device)).reshape(-1)
-        return SampledCosine.apply(x, self.weight, rows, self.sparse_grad), target
+        return Scores(SampledCosine.apply(x, self.weight, rows, self.sparse_grad), target, embeddings)
 
     def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Per-sample softmax CE (float32) of this rank's own rows; rows with label -1 everywhere get 0."""
