@@ -1,12 +1,15 @@
-"""Two method combinations against their single-method parts, on the ``lowres`` preset.
+"""Two method combinations against their single-method parts.
 
     python -m experiments.combo_preset --study lowres-kd       # teacher, then baseline / lowres / kd / lowres+kd
     python -m experiments.combo_preset --study noisy-lowres    # 40 % label noise: baseline / coteaching / lowres / both
     python -m experiments.combo_preset --study lowres-kd --quick   # smoke run: tiny data, one seed
 
-Both use ``experiments.lowres_preset``'s data, network, budget and low-resolution evaluation
-(the runs ``baseline`` and ``lowres`` of ``lowres-kd`` are the same runs as that study's
-``baseline`` and ``hrce+logexp`` and share its cache). The ``lowres`` part is
+Both use ``experiments.lowres_preset``'s network and low-resolution evaluation. ``lowres-kd``
+runs on the ``lowres`` preset with that study's budget (its runs ``baseline`` and ``lowres`` are
+the same runs as that study's ``baseline`` and ``hrce+logexp`` and share its cache).
+``noisy-lowres`` runs on the ``noise`` preset with the co-teaching study's budget and schedule
+(150 identities × 20, 10 epochs, forget rate 0.4 ramped over 5 epochs): on ``lowres`` with 40 %
+noise the baseline stays at chance (``--preset lowres`` runs it there all the same). The ``lowres`` part is
 ``LowRes(ce_lr_weight=0)`` (LR view trained by LogExp only): with the paper's
 ½·(CE(HR) + CE(LR)) the model stays at chance on this preset, so a combination with it would
 compare against a part that learns nothing:
@@ -30,13 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from experiments import lowres_preset
+from experiments.method_preset import STUDIES
 from experiments.preset_study import OUT, fit, flow, gain_table, run_grid, save, table, wall_line
 
 LOWRES: dict[str, Any] = lowres_preset.VARIANTS["hrce+logexp"][0]
-COTEACHING: dict[str, Any] = {
-    "class_path": "fr_lightning.methods.CoTeaching",
-    "init_args": {"forget_rate": 0.4, "ramp": 2, "ramp_unit": "epoch"},
-}
+#: Co-teaching as the co-teaching study runs it (forget rate 0.4, ramped over 5 epochs).
+COTEACHING: dict[str, Any] = STUDIES["coteaching"].variants["coteaching"][0]
+#: Default data preset of each study.
+PRESETS = {"lowres-kd": "lowres", "noisy-lowres": "noise"}
 TEACHER_SEED = 100
 
 
@@ -58,7 +62,7 @@ def train_teacher(args: argparse.Namespace, tag: str) -> tuple[Path, dict[str, A
     """Train (or reuse) the HR teacher; its ``last.ckpt`` path and metrics."""
     name = f"combo-teacher-{tag}"
     run = [
-        *lowres_preset.run_args("baseline", args),
+        *lowres_preset.run_args("baseline", args, preset=args.preset),
         f"--model.init_args.backbone={flow(teacher_backbone(args.image_size))}",
         "--trainer.enable_checkpointing=true",
         "--checkpoint.save_last=true",
@@ -98,15 +102,22 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--study", choices=["lowres-kd", "noisy-lowres"], required=True)
     parser.add_argument("--noise", type=float, default=0.4, help="symmetric label-noise rate (noisy-lowres)")
+    parser.add_argument("--preset", choices=["lowres", "noise"], default=None, help="data preset (default: lowres-kd on lowres, noisy-lowres on noise)")
     argv = sys.argv[1:] if argv is None else argv
+    known, _ = parser.parse_known_args(argv)
+    preset = known.preset or PRESETS[known.study]
     base = lowres_preset.parse(["--quick"] if "--quick" in argv else [])
+    if preset == "noise" and "--quick" not in argv:
+        vars(base).update(STUDIES["coteaching"].budget)
     for key in ("epochs", "identities", "per_identity", "batch_size", "image_size", "pairs", "jobs"):
         parser.add_argument("--" + key.replace("_", "-"), type=int, default=getattr(base, key))
     parser.add_argument("--seeds", nargs="+", type=int, default=base.seeds)
     parser.add_argument("--sizes", nargs="+", type=int, default=base.sizes)
     parser.add_argument("--out-dir", type=Path, default=OUT)
     parser.add_argument("--quick", action="store_true", help="smoke run (lowres_preset's --quick budget)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.preset = preset
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
@@ -116,11 +127,16 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     noise = args.noise if args.study == "noisy-lowres" else None
     if noise is not None:
         tag += f"-n{args.noise}"
+    if args.preset != lowres_preset.PRESET:
+        tag += f"-{args.preset}"
     named, lines = variants(args, tag)
-    runs = {v: (name, lowres_preset.run_args(v, args, callbacks=callbacks, label_noise=noise)) for v, (name, callbacks) in named.items()}
+    runs = {
+        v: (name, lowres_preset.run_args(v, args, callbacks=callbacks, label_noise=noise, preset=args.preset))
+        for v, (name, callbacks) in named.items()
+    }
     results = run_grid(runs, args.seeds, args.out_dir, args.jobs, show={"full": "val/synth-lowres@full/acc"})
     cols = {lowres_preset.label(s): f"val/synth-lowres@{'full' if s == 0 else s}/acc" for s in args.sizes}
-    head = f"Combination `{args.study}` on preset `lowres`" + (f" with {100 * args.noise:.0f} % symmetric label noise" if noise else "")
+    head = f"Combination `{args.study}` on preset `{args.preset}`" + (f" with {100 * args.noise:.0f} % symmetric label noise" if noise else "")
     lines = [
         f"{head}, budget {tag}, seeds {args.seeds}. Verification accuracy (%), one image of each pair degraded to r px (112-px scale):",
         "",

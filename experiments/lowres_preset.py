@@ -58,20 +58,27 @@ def retained(runs: list[dict[str, float]], key: str, full: str | None) -> str:
     return f"{values.mean():.2f} ± {values.std():.2f}"
 
 
-def run_args(variant: str, args: argparse.Namespace, callbacks: list[dict[str, object]] | None = None, label_noise: float | None = None) -> list[str]:
+def run_args(
+    variant: str,
+    args: argparse.Namespace,
+    callbacks: list[dict[str, object]] | None = None,
+    label_noise: float | None = None,
+    preset: str = PRESET,
+) -> list[str]:
     """`fr fit` arguments of one variant: the recipe, the preset data and the low-res evaluation.
 
-    ``callbacks`` replaces the variant's method callbacks (the combination studies use it).
+    ``callbacks`` replaces the variant's method callbacks and ``preset`` the data preset (the
+    combination studies use both).
     """
     evaluation = {
         "class_path": "fr_lightning.eval.lowres.LowResEvaluation",
         "init_args": {"pairs_from": "synth-lfw", "max_pairs": args.pairs, "sizes": args.sizes, "identification": False, "plot": False},
     }
-    val = [pairs_entry("synth-lfw", "standard", args.pairs, 0, PRESET)]
+    val = [pairs_entry("synth-lfw", "standard", args.pairs, 0, preset)]
     return [
         "--config",
         str(ROOT / "recipes" / "arcface.yaml"),
-        *data_args(PRESET, args.identities, args.per_identity, val, args.batch_size, image_size=args.image_size, label_noise=label_noise),
+        *data_args(preset, args.identities, args.per_identity, val, args.batch_size, image_size=args.image_size, label_noise=label_noise),
         *trainer_args(args.epochs, [*(VARIANTS[variant] if callbacks is None else callbacks), evaluation]),
     ]
 
