@@ -8,11 +8,11 @@ Both use ``experiments.lowres_preset``'s network and low-resolution evaluation. 
 runs on the ``lowres`` preset with that study's budget (its runs ``baseline`` and ``lowres`` are
 the same runs as that study's ``baseline`` and ``hrce+logexp`` and share its cache).
 ``noisy-lowres`` runs on the ``noise`` preset with the co-teaching study's budget and schedule
-(150 identities × 20, 10 epochs, forget rate 0.4 ramped over 5 epochs): on ``lowres`` with 40 %
-noise the baseline stays at chance (``--preset lowres`` runs it there all the same). The ``lowres`` part is
-``LowRes(ce_lr_weight=0)`` (LR view trained by LogExp only): with the paper's
-½·(CE(HR) + CE(LR)) the model stays at chance on this preset, so a combination with it would
-compare against a part that learns nothing:
+(150 identities × 20, 10 epochs, forget rate 0.4 ramped over 5 epochs): on ``lowres`` with
+40 % noise the baseline stays at chance (``--preset lowres`` runs it there all the same).
+The ``lowres`` part is ``LowRes(ce_lr_weight=0)`` (LR view trained by LogExp only): with the
+paper's ½·(CE(HR) + CE(LR)) the model stays at chance on the ``lowres`` preset, so a
+combination with it would compare against a part that learns nothing:
 
 * ``lowres-kd`` (``recipes/lowres-kd.yaml``'s composition): a teacher (the same iResNet at
   width 0.5, trained once on HR images, seed 100, which no table reports), then the student
@@ -106,8 +106,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     argv = sys.argv[1:] if argv is None else argv
     known, _ = parser.parse_known_args(argv)
     preset = known.preset or PRESETS[known.study]
-    base = lowres_preset.parse(["--quick"] if "--quick" in argv else [])
-    if preset == "noise" and "--quick" not in argv:
+    quick = "--quick" in argv
+    base = lowres_preset.parse(["--quick"] if quick else [])
+    if preset == "noise" and not quick:
         vars(base).update(STUDIES["coteaching"].budget)
     for key in ("epochs", "identities", "per_identity", "batch_size", "image_size", "pairs", "jobs"):
         parser.add_argument("--" + key.replace("_", "-"), type=int, default=getattr(base, key))

@@ -7,12 +7,10 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("PYTHONHASHSEED", "0")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(2)
-
-
-import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
