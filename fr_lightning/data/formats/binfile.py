@@ -16,7 +16,6 @@ from __future__ import annotations
 import codecs
 import importlib
 import io
-import os
 import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 
 from fr_lightning.data.errors import DataFormatError
 from fr_lightning.data.formats.images import decode_image, encode_image
+from fr_lightning.utils.atomic import atomic_write
 
 __all__ = ["SafeBinUnpickler", "load_bin", "write_bin", "decode_pairs"]
 
@@ -237,10 +237,7 @@ def write_bin(
         else:
             bins.append(encode_image(np.asarray(img), quality=quality, img_fmt=img_fmt))
     payload = pickle.dumps((bins, [bool(s) for s in issame]), protocol=4)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(payload))
 
 
 def decode_pairs(bins: Sequence[bytes | np.ndarray], where: str) -> np.ndarray:

@@ -121,10 +121,17 @@ class RecordIOWriter:
         # equals padding the last part (this is what dmlc-core does).
         chunks.append(b"\0" * (_pad4(len(payload)) - len(payload)))
         data = b"".join(chunks)
-        self._rec.write(data)
+        failed = self.rec_path
+        try:
+            self._rec.write(data)
+            if self._idx is not None:
+                failed = self.idx_path
+                self._idx.write(f"{key}\t{offset}\n")
+        except OSError as exc:  # e.g. ENOSPC: name the file being written
+            if exc.filename is not None or exc.errno is None:
+                raise
+            raise type(exc)(exc.errno, exc.strerror or str(exc), str(failed)) from exc
         self._pos += len(data)
-        if self._idx is not None:
-            self._idx.write(f"{key}\t{offset}\n")
         self._seen.add(key)
         return offset
 

@@ -5,6 +5,11 @@ each identity's images then form the contiguous key range its identity record po
 Identity records are written for every class in ``[0, num_classes)``, including classes without
 images (empty range). The header record's ``[A, B)`` is only known at the end; it has a fixed
 length, so it is patched in place.
+
+The three files are written under temporary names and renamed into place only once every sample
+is written (:class:`~fr_lightning.utils.atomic.AtomicFiles`): a refused sample, a full disk or a
+kill leaves no partial ``train.rec``/``train.idx``/``property``, and a previous good set in the
+same folder stays as it was.
 """
 
 from __future__ import annotations
@@ -18,16 +23,17 @@ import numpy as np
 from fr_lightning.data.formats.images import encode_image
 from fr_lightning.data.formats.recordio import _MAGIC_BYTES, RecordIOWriter, pack_header
 from fr_lightning.data.formats.recordio_set import MAX_EXACT_LABEL
+from fr_lightning.utils.atomic import AtomicFiles
 
 __all__ = ["write_recordio", "write_recordio_encoded"]
 
 
-def _write_layout(root: Path, samples: Iterable[tuple[bytes, int]], num_classes: int | None) -> tuple[int, int]:
+def _write_layout(files: AtomicFiles, samples: Iterable[tuple[bytes, int]], num_classes: int | None) -> tuple[int, int]:
     """Write ``train.rec``/``train.idx`` in the insightface layout; return ``(images, num_classes)``."""
-    rec_path = root / "train.rec"
+    rec_path = files.path("train.rec")
     starts: list[int] = []  # class c's images are keys starts[c]..starts[c+1]-1
     key, last = 1, -1
-    with RecordIOWriter(rec_path, root / "train.idx") as writer:
+    with RecordIOWriter(rec_path, files.path("train.idx")) as writer:
         header_offset = writer.write(0, pack_header([0.0, 0.0]))
         for i, (buf, label) in enumerate(samples):
             label = operator.index(label)
@@ -55,8 +61,8 @@ def _write_layout(root: Path, samples: Iterable[tuple[bytes, int]], num_classes:
     return key - 1, num_classes
 
 
-def _write_property(root: Path, num_classes: int, image_size: tuple[int, int]) -> None:
-    (root / "property").write_text(f"{num_classes},{image_size[0]},{image_size[1]}\n", encoding="ascii")
+def _write_property(files: AtomicFiles, num_classes: int, image_size: tuple[int, int]) -> None:
+    files.path("property").write_text(f"{num_classes},{image_size[0]},{image_size[1]}\n", encoding="ascii")
 
 
 def write_recordio_encoded(
@@ -68,7 +74,7 @@ def write_recordio_encoded(
     """Write already-encoded images (bytes kept as they are, never re-encoded).
 
     Args:
-        root: Output folder (created; existing files are overwritten).
+        root: Output folder (created; existing files are replaced at the end, never left half-written).
         samples: ``(encoded_image, label)`` pairs, labels non-decreasing.
         num_classes: Number of classes; None: the largest label + 1.
         image_size: ``(height, width)`` written to ``property``.
@@ -76,10 +82,9 @@ def write_recordio_encoded(
     Returns:
         The number of images written.
     """
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    n, classes = _write_layout(root, samples, num_classes)
-    _write_property(root, classes, image_size)
+    with AtomicFiles(root) as files:
+        n, classes = _write_layout(files, samples, num_classes)
+        _write_property(files, classes, image_size)
     return n
 
 
@@ -94,7 +99,8 @@ def write_recordio(
     """Encode RGB uint8 images with OpenCV and write them in the insightface layout.
 
     Args:
-        root: Output folder (created if needed; existing files are overwritten).
+        root: Output folder (created if needed; existing files are replaced at the end, never left
+            half-written).
         samples: ``(rgb_uint8_image, label)`` pairs, labels non-decreasing.
         num_classes: Number of classes; defaults to the largest label + 1.
         img_fmt: ``'.jpg'`` or ``'.png'``.
@@ -108,8 +114,6 @@ def write_recordio(
     Raises:
         ValueError: Unsorted or negative labels, mixed image sizes, ``num_classes`` too small.
     """
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     size: list[tuple[int, int]] = [] if image_size is None else [tuple(image_size)]  # type: ignore[list-item]
 
     def encoded() -> Iterator[tuple[bytes, int]]:
@@ -124,8 +128,9 @@ def write_recordio(
                 )
             yield encode_image(img, quality=quality, img_fmt=img_fmt), label
 
-    n, classes = _write_layout(root, encoded(), num_classes)
-    if not size:
-        raise ValueError("no samples and no image_size: cannot write the property file")
-    _write_property(root, classes, size[0])
+    with AtomicFiles(root) as files:
+        n, classes = _write_layout(files, encoded(), num_classes)
+        if not size:
+            raise ValueError("no samples and no image_size: cannot write the property file")
+        _write_property(files, classes, size[0])
     return n

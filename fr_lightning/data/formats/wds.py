@@ -33,6 +33,7 @@ from typing import IO, Any
 import numpy as np
 
 from fr_lightning.data.errors import DataFormatError
+from fr_lightning.utils.atomic import temp_name
 
 __all__ = [
     "INDEX_NAME",
@@ -102,9 +103,11 @@ def image_ext(buf: bytes) -> str:
 class WdsWriter:
     """Write samples (already-encoded images) into tar shards plus ``shards.json``.
 
-    Shards are written through ``webdataset.TarWriter`` to a temporary name and renamed when full,
-    so a crash never leaves a half-written shard under its final name. Use as a context manager, or
-    call :meth:`close` to finish the last shard and write the index.
+    Shards are written through ``webdataset.TarWriter`` under temporary names and renamed, with
+    ``shards.json`` last, only in :meth:`close`, once every sample is written: a crash, a refused
+    sample or a full disk leaves no shard or index under a final name (a previous ``shards.json``
+    in the folder is removed only just before the new shards are renamed in). Use as a context
+    manager (an exception removes the temporary files), or call :meth:`close` to finish.
 
     Args:
         out_dir: Output folder (created; existing shards of the same names are overwritten).
@@ -142,11 +145,14 @@ class WdsWriter:
         self._bytes = 0
         self._index: dict[str, Any] | None = None
 
+    def _tmp(self, name: str) -> Path:
+        return temp_name(self.out_dir / name)
+
     def _start(self) -> None:
         import webdataset
 
         name = f"{self.prefix}-{len(self.shards):06d}.tar"
-        self._file = open(self.out_dir / (name + ".tmp"), "wb")  # noqa: SIM115 - closed in _finish
+        self._file = open(self._tmp(name), "wb")  # noqa: SIM115 - closed in _finish
         # Fixed integer mtime: converting the same data twice gives byte-identical shards, and
         # (unlike a float) needs no pax header per member.
         self._tar = webdataset.TarWriter(self._file, encoder=False, mtime=0)
@@ -157,10 +163,10 @@ class WdsWriter:
             return
         self._tar.close()
         assert self._file is not None
+        self._file.flush()
+        os.fsync(self._file.fileno())
         self._file.close()
-        tmp = self.out_dir / (self._name + ".tmp")
-        os.replace(tmp, self.out_dir / self._name)
-        size = (self.out_dir / self._name).stat().st_size
+        size = self._tmp(self._name).stat().st_size
         self.shards.append({"url": self._name, "nsamples": self._count, "filesize": size})
         self._tar = self._file = None
 
@@ -198,7 +204,11 @@ class WdsWriter:
         """Finish the last shard and write ``shards.json``; return the index (closing twice is a no-op)."""
         if self._index is not None:
             return self._index
-        self._finish()
+        try:
+            self._finish()
+        except BaseException:
+            self._discard()
+            raise
         has_lm, has_group = self._fields or (False, False)
         index = {
             "__kind__": INDEX_KIND,
@@ -213,11 +223,39 @@ class WdsWriter:
                 "has_group": has_group,
             },
         }
-        tmp = self.out_dir / (INDEX_NAME + ".tmp")
-        tmp.write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, self.out_dir / INDEX_NAME)
+        try:
+            text = json.dumps(index, indent=1) + "\n"
+            with open(self._tmp(INDEX_NAME), "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            self._discard()
+            raise
+        # Every byte is on disk: drop the old index first (a kill from here on leaves shards with
+        # no index, which readers refuse, never an index that lists a mix of old and new shards).
+        (self.out_dir / INDEX_NAME).unlink(missing_ok=True)
+        for shard in self.shards:
+            os.replace(self._tmp(shard["url"]), self.out_dir / shard["url"])
+        os.replace(self._tmp(INDEX_NAME), self.out_dir / INDEX_NAME)
         self._index = index
         return index
+
+    def _discard(self) -> None:
+        """Remove every temporary file of this writer (final names are untouched)."""
+        if self._tar is not None:
+            try:
+                self._tar.close()
+                assert self._file is not None
+                self._file.close()
+            except Exception:  # noqa: BLE001 - the disk that failed may fail the close too; the file goes anyway
+                pass
+            self.shards.append({"url": self._name})
+            self._tar = self._file = None
+        for shard in self.shards:
+            self._tmp(shard["url"]).unlink(missing_ok=True)
+        self._tmp(INDEX_NAME).unlink(missing_ok=True)
+        self.shards = []
 
     def __enter__(self) -> WdsWriter:
         return self
@@ -225,11 +263,8 @@ class WdsWriter:
     def __exit__(self, exc_type: object, *rest: object) -> None:
         if exc_type is None:
             self.close()
-        elif self._tar is not None:  # leave no half-written shard behind
-            self._tar.close()
-            assert self._file is not None
-            self._file.close()
-            (self.out_dir / (self._name + ".tmp")).unlink(missing_ok=True)
+        elif self._index is None:  # leave no half-written shard behind
+            self._discard()
 
 
 # --------------------------------------------------------------------------- index
