@@ -1,0 +1,127 @@
+"""Runner of the v2 studies: declared claim first, seeds that draw the data, provenance in every run file.
+
+``run_study`` fits every variant at every seed (seed-major) and writes
+
+- ``experiments/out/v2/<claim>/runs/<name>-c<key>-s<seed>.json``: the run's final metrics,
+  ``wall_s``, the commit (``git_head``) and :func:`experiments.common.code_version` of the code
+  that produced it, the study seed, the data seeds, the ``fr fit`` arguments and the fully
+  resolved config. The key hashes the code version and all arguments, so a changed code path or
+  argument never reuses an old run;
+- ``experiments/out/v2/<claim>/study.json``: which run file belongs to which variant and seed,
+  the command, and the wall time.
+
+Reported seeds run only when the claim is committed unchanged (:func:`require_committed`), so
+``git log`` shows every rule before its first result. ``python -m experiments.report`` turns the
+files into the tables and verdicts of ``docs/results.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from experiments.claims import CLAIMS
+from experiments.common import code_version, git_head, run_key
+from experiments.preset_study import fit
+from experiments.protocol import Claim
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT_V2 = ROOT / "experiments" / "out" / "v2"
+#: files whose committed content must equal the working copy before a reported run
+DECLARATION_FILES = ("experiments/claims.py", "experiments/protocol.py")
+QUIET = ["--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+class UndeclaredClaim(RuntimeError):
+    """A reported run was asked for while its claim is not committed as it stands."""
+
+
+def require_committed(claim: Claim, root: Path = ROOT) -> str:
+    """The HEAD commit, after checking that ``claim`` is declared there exactly as in the working tree."""
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", *DECLARATION_FILES], cwd=root).returncode
+    if dirty:
+        raise UndeclaredClaim(f"commit {', '.join(DECLARATION_FILES)} before running claim {claim.name!r} on its reported seeds")
+    head = git_head(root)
+    if declared_at(head, claim.name, root) != claim:
+        raise UndeclaredClaim(f"claim {claim.name!r} is not declared at HEAD {head[:7]} as it stands")
+    return head
+
+
+def declared_at(commit: str, name: str, root: Path = ROOT) -> Claim | None:
+    """Claim ``name`` as ``experiments/claims.py`` declared it at ``commit`` (None if absent or unreadable)."""
+    proc = subprocess.run(["git", "show", f"{commit}:experiments/claims.py"], cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return None
+    namespace: dict[str, Any] = {"__name__": "claims_at_commit"}
+    try:
+        exec(compile(proc.stdout, f"{commit[:7]}:experiments/claims.py", "exec"), namespace)  # our own committed source
+    except Exception:  # an old version that no longer imports against today's protocol
+        return None
+    return namespace.get("CLAIMS", {}).get(name)
+
+
+def resolved_config(args: Sequence[str]) -> dict[str, Any]:
+    """The fully resolved ``fr fit`` config of ``args`` (``fr fit --print_config``), as a dict."""
+    code = "import sys; from fr_lightning.cli import cli_main; cli_main(sys.argv[1:])"
+    proc = subprocess.run([sys.executable, "-c", code, "fit", *args, "--print_config"], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"fr fit --print_config failed for {list(args)}:\n{proc.stderr[-3000:]}")
+    return yaml.safe_load(proc.stdout)
+
+
+def run_study(
+    claim: Claim,
+    variants: Mapping[str, Sequence[str]],
+    seeds: Sequence[int],
+    seed_args: Any,
+    command: str,
+    out_dir: Path = OUT_V2,
+    tag: str = "",
+) -> dict[str, list[dict[str, Any]]]:
+    """Fit every variant at every seed; write the run files and ``study.json``; variant -> runs in seed order.
+
+    Args:
+        claim: the declared claim (its name is the output folder).
+        variants: variant -> ``fr fit`` arguments without the seed arguments.
+        seeds: study seeds; those of ``claim.seeds`` need the claim committed (:func:`require_committed`).
+        seed_args: ``(variant args, seed) -> list[str]``: the overrides that make ``seed`` draw the data.
+        command: the command line that reproduces the study (stored in ``study.json``).
+        out_dir: parent folder of the study folders.
+        tag: appended to the study folder name (quick and calibration runs stay apart from the reported ones).
+    """
+    reported = [s for s in seeds if s in claim.seeds]
+    if reported and not tag:
+        require_committed(claim)
+    folder = out_dir / (claim.name + (f"-{tag}" if tag else ""))
+    start = time.time()
+    files: dict[str, list[str]] = {v: [] for v in variants}
+    results: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    for seed in seeds:
+        for variant, base_args in variants.items():
+            args = [*base_args, *seed_args(base_args, seed), *QUIET]
+            name = f"{claim.name}-{variant}"
+            run_id = run_key(name, seed, args)
+            path = folder / "runs" / f"{run_id}.json"
+            if not path.is_file():
+                record = {
+                    "study": claim.name, "variant": variant, "seed": seed, "git_head": git_head(), "code_version": code_version(),
+                    "args": [a.replace(str(ROOT), ".") for a in args],
+                    "config": resolved_config([*args, f"--seed_everything={seed}"]),
+                }
+            else:
+                record = None
+            metrics = fit(name, args, seed, folder, run_id=run_id, record=record)
+            files[variant].append(path.relative_to(folder).as_posix())
+            results[variant].append(metrics)
+            print(f"  {variant} seed {seed}: {metrics.get('wall_s', 0):.0f} s", flush=True)
+            summary = {"claim": claim.name, "seeds": list(seeds), "runs": files, "command": command, "wall_s": time.time() - start}
+            (folder / "study.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"wall time {time.time() - start:.0f} s", flush=True)
+    return results
