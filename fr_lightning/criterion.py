@@ -60,7 +60,7 @@ class Criterion:
     @property
     def local_logits(self) -> bool:
         """True when each sample's logits live on its own rank (centres not sharded across ranks)."""
-        return not self.classifier.ddp_ignore("classifier.")
+        return not self.classifier.sharded
 
     def __call__(
         self,

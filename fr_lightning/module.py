@@ -27,7 +27,7 @@ ClassifierFactory = Callable[[int, int], Classifier]
 #: Builds the optimizer from parameter groups; YAML gives it as a class_path (torch.optim.SGD, ...).
 OptimizerFactory = Callable[[Iterator[nn.Parameter]], Optimizer]
 
-__all__ = ["FaceRecognitionModule", "StepOutput"]  # StepOutput lives in fr_lightning.batch
+__all__ = ["FaceRecognitionModule"]
 
 
 class FaceRecognitionModule(pl.LightningModule):
@@ -77,6 +77,8 @@ class FaceRecognitionModule(pl.LightningModule):
                 f"model.init_args.head has subcenters={head_k} but model.init_args.classifier has "
                 f"subcenters={fc_k}; set both to the same value."
             )
+        # Built once: the module's classifier and head as one forward path (fr_lightning/criterion.py).
+        self._criterion = Criterion(self.classifier, self.head)
         self.optimizer_factory = optimizer
         self.lr_schedule = lr_schedule or LRSchedule()
         self.no_decay_norm_and_bias = no_decay_norm_and_bias
@@ -89,7 +91,9 @@ class FaceRecognitionModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ setup
     def setup(self, stage: str) -> None:
-        """Collect the trainer's Method callbacks, validate them and register their parts."""
+        """Bind the classifier to the backbone and head; collect, validate and register the trainer's Method callbacks."""
+        # Before a checkpoint is restored: what the classifier builds from them (F2C's gallery) is in its state.
+        self.classifier.bind(self.backbone, self.head)
         methods = [cb for cb in self.trainer.callbacks if isinstance(cb, Method)]
         self.attach_methods(methods)
         self._setup_sharded_classifier(self.trainer.world_size, self.trainer.global_rank)
@@ -108,16 +112,17 @@ class FaceRecognitionModule(pl.LightningModule):
             self._compiled = True
 
     def _setup_sharded_classifier(self, world_size: int, rank: int) -> None:
-        """Shard a model-parallel classifier (PartialFC) and keep its weight out of DDP's averaging.
+        """Shard a model-parallel classifier (PartialFC) and keep what the classifier lists out of DDP
+        (a sharded weight, F2C's replicated pool): the one place that tells DDP what to ignore.
 
         DDPStrategy wraps this LightningModule itself, so DDP reads ``_ddp_params_and_buffers_to_ignore``
         from it with names relative to it.
         """
         self.classifier.setup(world_size, rank)
+        if self.classifier.sharded and not self.head.softmax:
+            raise ValueError(f"{type(self.head).__name__} is not softmax-based; it cannot be used with a sharded classifier")
         ignore = self.classifier.ddp_ignore("classifier.")
         if ignore:
-            if not self.head.softmax:
-                raise ValueError(f"{type(self.head).__name__} is not softmax-based; it cannot be used with a sharded classifier")
             from torch.nn.parallel import DistributedDataParallel
 
             DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, ignore)
@@ -135,7 +140,9 @@ class FaceRecognitionModule(pl.LightningModule):
     @property
     def criterion(self) -> Criterion:
         """The module's classifier + head as one forward path (:mod:`fr_lightning.criterion`)."""
-        return Criterion(self.classifier, self.head)
+        if self._criterion.classifier is not self.classifier or self._criterion.head is not self.head:
+            self._criterion = Criterion(self.classifier, self.head)  # a part was replaced after construction
+        return self._criterion
 
     def attach_methods(self, methods: list[Method]) -> None:
         """Sort, validate and build ``methods`` (also usable without a trainer, e.g. in tests).
@@ -144,6 +151,13 @@ class FaceRecognitionModule(pl.LightningModule):
         so an incompatible stack fails here, before the first training step.
         """
         self.methods = check_methods(methods)
+        refused = self.classifier.incompatible_methods
+        for method in self.methods:
+            if method.name in refused:
+                raise ValueError(
+                    f"method {method.name} cannot be combined with the classifier {type(self.classifier).__name__}: "
+                    f"{refused[method.name]}"
+                )
         check_needs(self.methods, self.available_needs())
         for method in self.methods:
             if method.name not in self.method_modules:
@@ -231,6 +245,7 @@ class FaceRecognitionModule(pl.LightningModule):
         """Apply method transforms, compute the weighted supervised loss plus method terms."""
         for method in self.methods:
             batch = method.transform_batch(batch, self)
+        self.classifier.prepare_batch(batch, self.backbone)  # sees the rows the classifier scores
         ctx = StepContext(batch)
         margins = [m for method in self.methods if (m := method.target_margins(batch, self)) is not None]
         ctx.target_margin = torch.stack(margins).sum(0) if margins else None

@@ -13,10 +13,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fr_lightning.classifiers import F2C, F2CGallery
+from fr_lightning.classifiers.f2c import GALLERY_MISSING
 from fr_lightning.classifiers.f2c import hard_negative_count
 from fr_lightning.classifiers.f2c_pool import ClassPool
 from fr_lightning.criterion import Criterion
-from fr_lightning.heads import CosFace
+from fr_lightning.heads import ArcFace, CosFace, SFace, SubCenterArcFace
 from fr_lightning.methods import KD, METHODS
 from tests.helpers import tiny_data, tiny_module, tiny_trainer
 
@@ -166,28 +167,41 @@ def _f2c_module(capacity: int = 8):  # noqa: ANN202
     return tiny_module(classifier=lambda d, c: F2C(d, c, capacity=capacity))
 
 
-def test_f2c_without_its_gallery_method_is_refused_at_setup(tmp_path: Path) -> None:
-    trainer = tiny_trainer(tmp_path, max_steps=1, limit_val_batches=0)
-    with pytest.raises(ValueError, match="F2CGallery"):
-        trainer.fit(_f2c_module(), tiny_data(batch_size=4))
-    assert trainer.global_step == 0
-    with pytest.raises(ValueError, match="set it to fr_lightning.classifiers.F2C"):
-        tiny_module().attach_methods([F2CGallery()])
+def test_f2c_binds_its_gallery_and_refuses_what_it_cannot_train_with() -> None:
+    backbone = torch.nn.Linear(3, 4)
+    clf = F2C(4, 10, capacity=2)
+    with pytest.raises(RuntimeError, match="no gallery features staged"):
+        clf(torch.randn(2, 4), torch.tensor([0, 1]))  # never bound, nothing staged
+    with pytest.raises(RuntimeError, match="F2C.bind"):
+        clf.update_gallery(backbone)
+    with pytest.raises(ValueError, match="set the head's subcenters to 1"):
+        clf.bind(backbone, SubCenterArcFace(k=3))
+    with pytest.raises(ValueError, match="softmax margin head"):
+        clf.bind(backbone, SFace())
+    assert clf.gallery is None
+    clf.bind(backbone, ArcFace())
+    assert clf.gallery is not None and clf.ddp_ignore("classifier.") == ["classifier.pool"]
+    assert "F2C.bind" in GALLERY_MISSING
+
+
+def test_the_retired_gallery_callback_only_warns() -> None:
+    with pytest.warns(UserWarning, match="F2CGallery is no longer needed"):
+        F2CGallery().setup(None, None, "fit")
 
 
 @pytest.mark.slow  # 37-66 s on the loaded 2-core machine; the default suite stays under 5 minutes
 def test_checkpoint_holds_pool_and_gallery_and_resumes_the_same_next_step(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    module, method = _f2c_module(), F2CGallery()
-    trainer = tiny_trainer(tmp_path, callbacks=[method], max_steps=2, limit_val_batches=0)
+    module = _f2c_module()
+    trainer = tiny_trainer(tmp_path, max_steps=2, limit_val_batches=0)
     data = tiny_data(batch_size=8)
     trainer.fit(module, data)
     assert len(module.classifier.lru) > 0
     trainer.save_checkpoint(tmp_path / "f2c.ckpt")
     state = torch.load(tmp_path / "f2c.ckpt", weights_only=True)["state_dict"]
     assert "classifier.pool" in state and any(k.startswith("classifier.gallery.") for k in state)
-    fresh, fresh_method = _f2c_module(), F2CGallery()
-    fresh.attach_methods([fresh_method])
+    fresh = _f2c_module()
+    fresh.classifier.bind(fresh.backbone, fresh.head)
     assert not torch.equal(fresh.classifier.pool, module.classifier.pool)
     fresh.load_state_dict(state)
     assert torch.equal(fresh.classifier.pool, module.classifier.pool)
@@ -197,9 +211,9 @@ def test_checkpoint_holds_pool_and_gallery_and_resumes_the_same_next_step(tmp_pa
         assert ka == kb and torch.equal(a, b)
     batch = next(iter(data.train_dataloader()))
     losses = []
-    for mod, meth in ((module, method), (fresh, fresh_method)):
+    for mod in (module, fresh):
         mod.train()
-        meth.transform_batch(batch, mod)
+        mod.classifier.prepare_batch(batch, mod.backbone)
         losses.append(mod.forward_train(batch.images, batch.labels).per_sample_loss.mean())
     assert torch.equal(losses[0], losses[1]) and torch.isfinite(losses[0])
     assert torch.equal(fresh.classifier.pool, module.classifier.pool)
@@ -218,7 +232,8 @@ def _settings(name: str, tmp_path: Path) -> dict:
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_attaches_to_f2c_or_is_refused_with_the_reason(name: str, tmp_path: Path) -> None:
     module = _f2c_module()
-    methods = [METHODS[name](**_settings(name, tmp_path)), F2CGallery()]
+    module.classifier.bind(module.backbone, module.head)
+    methods = [METHODS[name](**_settings(name, tmp_path))]
     if name in EXPECTED_REFUSAL:
         with pytest.raises(ValueError, match=EXPECTED_REFUSAL[name]):
             module.attach_methods(methods)
@@ -228,6 +243,7 @@ def test_every_method_attaches_to_f2c_or_is_refused_with_the_reason(name: str, t
             module.attach_methods(methods)
         methods[0] = KD(**{**_settings(name, tmp_path), "logit_weight": 0.0})  # ... without it, it stacks
     module.attach_methods(methods)
+    module._setup_sharded_classifier(1, 0)
     assert module.classifier.gallery is not None
     assert module._ddp_params_and_buffers_to_ignore == ["classifier.pool"]
 
@@ -238,7 +254,7 @@ def test_f2c_trains_two_steps_with_a_compatible_method(name: str, tmp_path: Path
     settings = _settings(name, tmp_path)
     if name == "kd":
         settings["logit_weight"] = 0.0
-    trainer = tiny_trainer(tmp_path, callbacks=[METHODS[name](**settings), F2CGallery()], max_steps=2, limit_val_batches=0)
+    trainer = tiny_trainer(tmp_path, callbacks=[METHODS[name](**settings)], max_steps=2, limit_val_batches=0)
     module = _f2c_module()
     trainer.fit(module, tiny_data(batch_size=4))
     assert trainer.global_step == 2 and torch.isfinite(trainer.callback_metrics["train/loss"])

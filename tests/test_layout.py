@@ -120,6 +120,20 @@ def test_import_graph_has_no_cycle() -> None:
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
+def test_classifiers_import_nothing_from_methods_or_the_module() -> None:
+    """A classifier is a part the module holds: it never reaches up into the module or the training methods."""
+    graph = import_graph()
+    assert "fr_lightning.classifiers.f2c" in graph
+    upward = {
+        f"{name} -> {target}"
+        for name, targets in graph.items()
+        if name == "fr_lightning.classifiers" or name.startswith("fr_lightning.classifiers.")
+        for target in targets
+        if target == "fr_lightning.module" or target == "fr_lightning.methods" or target.startswith("fr_lightning.methods.")
+    }
+    assert not upward, f"classifiers/ imports upward: {sorted(upward)}"
+
+
 def test_no_file_under_the_package_exceeds_500_lines() -> None:
     too_long = {
         str(p.relative_to(ROOT)): n

@@ -1,8 +1,7 @@
 """Classifiers hold the class centres and produce cosine logits (contract: :class:`Classifier`)."""
 
 from fr_lightning.classifiers.base import Classifier, Scores
-from fr_lightning.classifiers.f2c import F2C
-from fr_lightning.classifiers.f2c_gallery import F2CGallery
+from fr_lightning.classifiers.f2c import F2C, F2CGallery
 from fr_lightning.classifiers.full_fc import FullFC
 from fr_lightning.classifiers.partial_fc import PartialFC
 

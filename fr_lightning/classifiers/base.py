@@ -5,9 +5,13 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from fr_lightning.batch import FaceBatch
+    from fr_lightning.heads.base import MarginHead
 
 #: Checkpoint key recording which optimizer parameter holds a classifier's centres.
 OPTIMIZER_INDEX_KEY = "sharded_classifier_param"
@@ -44,19 +48,28 @@ class Classifier(nn.Module, abc.ABC):
     * :meth:`cross_entropy` / :meth:`predict` (abstract): per-sample CE and nearest centre.
     * :meth:`rows`: lays out another per-sample tensor ``[B, ...]`` as ``forward``'s rows
       (e.g. per-sample target margins; identity here).
-    * :meth:`setup` / :meth:`ddp_ignore`: sharding across ranks (no-ops here).
+    * :meth:`bind` (setup) and :meth:`prepare_batch` (each training step): a classifier that
+      needs the run's backbone, head or images owns what it builds from them (F²C's gallery
+      network); no-ops here.
+    * :meth:`setup` / :attr:`sharded` / :meth:`ddp_ignore`: sharding across ranks and what DDP
+      must leave alone (no-ops here).
     * :meth:`save_optimizer_state` / :meth:`load_optimizer_state`: put the optimizer state of
       ``weight`` into a world-size-independent layout in the checkpoint and back (no-ops here).
 
     Class attributes give the defaults the module reads: ``subcenters`` (centres per class),
     ``sample_rate`` (fraction of classes scored per step), ``sparse_grad`` (centres receive a row-sparse gradient, see :mod:`fr_lightning.optim`),
-    ``last_index`` (the local class sample of the last ``forward``, None = every class).
+    ``last_index`` (the local class sample of the last ``forward``, None = every class),
+    ``sharded`` (this rank holds a slice of the centres), ``incompatible_methods`` (training
+    methods, by name, this classifier cannot train with, each with the reason; the module
+    refuses them at setup).
     """
 
     subcenters: int = 1
     sample_rate: float = 1.0
     sparse_grad: bool = False
     last_index: Tensor | None = None
+    sharded: bool = False
+    incompatible_methods: ClassVar[dict[str, str]] = {}
 
     weight: nn.Parameter
 
@@ -76,11 +89,25 @@ class Classifier(nn.Module, abc.ABC):
         """Per-sample ``values`` ``[B, ...]`` laid out as the rows of ``forward``'s cosine (unchanged here)."""
         return values
 
+    def bind(self, backbone: nn.Module, head: "MarginHead") -> None:
+        """Called by the module at setup, before a checkpoint is restored: check the run's
+        ``backbone`` and ``head`` and build what this classifier owns from them; no-op here.
+
+        Raises:
+            ValueError: this classifier cannot train with that backbone or head (the message says why).
+        """
+
+    def prepare_batch(self, batch: "FaceBatch", backbone: nn.Module) -> None:
+        """Called by the module on each training batch, after every method's ``transform_batch``
+        and before the forward pass (a classifier sees embeddings only; this is where it can
+        use the images); no-op here."""
+
     def setup(self, world_size: int, rank: int) -> None:
         """Prepare for ``world_size`` ranks (a sharded classifier keeps its slice); no-op here."""
 
     def ddp_ignore(self, prefix: str) -> list[str]:
-        """Parameter names (under ``prefix``) that DDP must neither broadcast nor average; none here."""
+        """Parameter and buffer names (under ``prefix``) that DDP must neither broadcast nor
+        average (a sharded weight, a pool kept identical on every rank by construction); none here."""
         return []
 
     def save_optimizer_state(self, checkpoint: dict[str, Any], params: Sequence[nn.Parameter]) -> None:

@@ -27,17 +27,23 @@ released code (tiandunx/FFC, ``ffc_ddp.py``); each part is marked:
   head as for every classifier.
 
 Where things live: the classifier owns the pool (buffers + LRU state in ``_extra_state``) **and
-the gallery network**: both are the classifier's state, so the module's state dict and every
-checkpoint hold them (``classifier.pool``, ``classifier.gallery.*``). The gallery is created
-from the module's backbone by the :class:`~fr_lightning.classifiers.f2c_gallery.F2CGallery`
-method, which also runs the EMA and the gallery forward each step (a classifier sees
-embeddings, not images); configs/scale/f2c.yaml lists both.
+the gallery network**, so the module's state dict and every checkpoint hold both
+(``classifier.pool``, ``classifier.gallery.*``), and F²C is one config entry
+(configs/scale/f2c.yaml). Two classifier hooks the module calls give it what a classifier does
+not otherwise see: :meth:`F2C.bind` (setup: checks the head, creates the gallery as a frozen
+copy of the backbone) and :meth:`F2C.prepare_batch` (each training step, after every method's
+batch transform: EMA step of the gallery, then its features of both halves of the batch, staged
+for ``forward``).
+
+Stacking with the registered methods: lowres, poseface and kd (without its logit term) train
+with F²C; kd's logit term is refused by its own ``full_logits`` need; coteaching and gabn are
+refused (:attr:`F2C.incompatible_methods`, with the reason).
 
 DDP: the pool is **replicated**. Every rank all-gathers the gallery features and labels and
 writes all of them in rank order, so the LRU and the queue stay identical on every rank (as the
 authors' ``concat_all_gather``); the probe loss is each rank's own rows and DDP averages the
 backbone gradient. The gallery gets no gradient (``requires_grad=False``). The pool is kept out
-of DDP's per-step buffer broadcast (``F2CGallery.build`` lists it as ignored).
+of DDP's per-step buffer broadcast (:meth:`F2C.ddp_ignore` lists it).
 """
 
 from __future__ import annotations
@@ -48,16 +54,19 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from lightning.pytorch import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from fr_lightning.batch import FaceBatch
 from fr_lightning.classifiers.base import Classifier, Scores
 from fr_lightning.classifiers.f2c_pool import ClassPool, PoolPlan
 from fr_lightning.classifiers.partial_fc import _all_gather_rows, _gather_sizes
+from fr_lightning.heads.base import MarginHead
 
 GALLERY_MISSING = (
-    "F2C has no gallery network: list fr_lightning.classifiers.F2CGallery in trainer.callbacks "
-    "(configs/scale/f2c.yaml does)"
+    "F2C has no gallery network: FaceRecognitionModule.setup creates it (F2C.bind); "
+    "when driving F2C by hand, call classifier.bind(backbone, head) first"
 )
 
 
@@ -86,6 +95,12 @@ class F2C(Classifier):
 
     #: F²C scores pool slots, no class centre: never "every class" (methods needing full logits refuse it).
     sample_rate: float = 0.0
+    incompatible_methods = {
+        "coteaching": "co-teaching trains a second classifier and scores each batch twice, but the F2C pool "
+        "takes each step's gallery features once and belongs to one network",
+        "gabn": "GABN reads one cosine row per sample and re-forwards erased images, but F2C scores every "
+        "sample against two pool matrices and updates the pool once per step",
+    }
 
     def __init__(
         self,
@@ -114,6 +129,14 @@ class F2C(Classifier):
         self._warned = False
 
     # -------------------------------------------------------------- gallery
+    def bind(self, backbone: nn.Module, head: MarginHead) -> None:
+        """Check the head (a softmax margin head, one centre per class) and create the gallery network."""
+        if not head.softmax or type(head).loss is not MarginHead.loss:
+            raise ValueError(f"F2C needs a softmax margin head; {type(head).__name__} supplies its own per-sample loss")
+        if head.subcenters != 1:
+            raise ValueError("F2C keeps one pool feature per identity; set the head's subcenters to 1")
+        self.attach_gallery(backbone)
+
     def attach_gallery(self, backbone: nn.Module) -> None:
         """Create the gallery network as a frozen copy of ``backbone`` (idempotent; before loading a checkpoint)."""
         if self.gallery is None:
@@ -133,6 +156,15 @@ class F2C(Classifier):
             raise RuntimeError(GALLERY_MISSING)
         for g, p in zip(self.gallery.parameters(), backbone.parameters(), strict=True):
             g.mul_(self.momentum).add_(p.detach().to(g.dtype), alpha=1.0 - self.momentum)
+
+    def prepare_batch(self, batch: FaceBatch, backbone: nn.Module) -> None:
+        """Stage this batch's gallery features (:meth:`stage`); the batch itself is unchanged."""
+        self.stage(backbone, batch.images, batch.labels)
+
+    def ddp_ignore(self, prefix: str) -> list[str]:
+        """The pool: identical on every rank by construction and replaced (not written in place)
+        each step, so DDP must not broadcast it (that would send ``2·Q·D`` floats per step)."""
+        return [f"{prefix}pool"]
 
     @torch.no_grad()
     def stage(self, backbone: nn.Module, images: Tensor, labels: Tensor) -> None:
@@ -265,3 +297,18 @@ class F2C(Classifier):
 def _half(n: int) -> int:
     """Rows in the first half ``x`` of a batch of ``n`` (the larger half when ``n`` is odd)."""
     return n - n // 2
+
+
+class F2CGallery(Callback):
+    """Deprecated and inert: F²C's gallery network now belongs to :class:`F2C` itself.
+
+    Run configs saved before that change list ``fr_lightning.classifiers.F2CGallery`` in
+    ``trainer.callbacks``; it still parses, so those runs resume and evaluate, and only warns.
+    Drop it from the config.
+    """
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        rank_zero_warn(
+            "fr_lightning.classifiers.F2CGallery is no longer needed (F2C owns its gallery network); "
+            "remove it from trainer.callbacks"
+        )
