@@ -2,7 +2,7 @@
 
 Each study runs the same recipe with and without a method, same budget, several seeds, and
 writes ``<out dir>/<study>.json`` plus a markdown table (mean ± population std) that is pasted
-into ``docs/results.md`` together with the command. Run a study as ``python -m experiments.<study>``.
+into ``docs/results/v1.md`` together with the command. Run a study as ``python -m experiments.<study>``.
 
 Runs are cached in ``<out dir>/runs/<name>-c<key>-s<seed>.json``; the key hashes the code that
 decides a run's outcome (:func:`code_version`) and the run's arguments, so a change to either

@@ -13,7 +13,7 @@ width 1/4, ArcFace s = 32, m = 0.5):
 * ``multires+logexp`` — ``LowRes()``: plus LogExp(x_HR, x_LR), λ = 1.
 * ``hrce+logexp`` — ``LowRes(ce_lr_weight=0)``: the classifier sees HR rows only and the LR view
   is trained through LogExp alone (a departure from the paper's ½·(CE(HR) + CE(LR)); on this
-  preset the LR cross-entropy keeps the whole model at chance, see docs/results.md).
+  preset the LR cross-entropy keeps the whole model at chance, see docs/results/v1.md).
 
 Evaluation: ``synth-lfw`` pairs rendered with the preset, the second image of each pair degraded
 to r px at 112-px scale (r·S/112 px at S px) by ``LowResEvaluation``. Results:

@@ -8,7 +8,7 @@
 
 Every variant uses ``recipes/arcface.yaml``'s network with the preset's data, the same images,
 steps, epochs and seeds; only ``trainer.callbacks`` (or, for ``adasin``, the head) changes.
-Budgets are chosen so the baseline converges on the 2-core CPU (``docs/results.md`` says why),
+Budgets are chosen so the baseline converges on the 2-core CPU (``docs/results/v1.md`` says why),
 and were fixed on seed 100, which no table reports. Each run validates every ``--val-every``
 epochs and keeps the curve (``CurveRecorder``), so a memorisation peak shows. Results:
 ``experiments/out/<study>_preset.{json,md}``; prints its wall time.

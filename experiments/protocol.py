@@ -76,10 +76,14 @@ class Claim:
     def rule(self) -> str:
         """The decision rule in words (printed with the verdict)."""
         tests = " and ".join(
-            f"{e.name()} gains ≥ {e.min_gain:g} points with one-sided paired t-test p < {self.alpha:g}" for e in self.endpoints
+            f"{e.name()} gains ≥ {_points(e.min_gain)} with one-sided paired t-test p < {self.alpha:g}" for e in self.endpoints
         )
-        guards = "".join(f"; {g.name()} drops by at most {g.max_drop:g} points on average" for g in self.guards)
+        guards = "".join(f"; {g.name()} drops by at most {_points(g.max_drop)} on average" for g in self.guards)
         return f"shown iff, over seeds {list(self.seeds)} (each draws the data), {tests}{guards}"
+
+
+def _points(value: float) -> str:
+    return f"{value:g} point" + ("" if value == 1 else "s")
 
 
 @dataclass(frozen=True)

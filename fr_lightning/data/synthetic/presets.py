@@ -1,7 +1,7 @@
 """Difficulty presets: named sets of renderer options that make one nuisance behave like real data.
 
 Each preset is calibrated against the *shape* of a published real-face baseline (never against a
-method's outcome); the calibration tables are in ``docs/results.md``. A preset has three parts:
+method's outcome); the calibration tables are in ``docs/results/v1.md``. A preset has three parts:
 
 * ``renderer`` — :class:`FaceRenderer` options shared by training and verification images (how
   faces look);

@@ -1,0 +1,236 @@
+"""Regenerate every generated table and verdict from the v2 run files.
+
+    python -m experiments.report            # rewrite the generated blocks in place
+    python -m experiments.report --check    # exit 1 if a document differs from what the files give
+
+Targets:
+
+- ``docs/results.md``: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``:
+  ``summary`` (one row per declared claim) and one block per claim (claim, rule, per-variant
+  table, paired gains with 95 % confidence interval and p, worst seed, verdict, compute);
+- ``README.md``: the ``evidence`` block (the verdict per recipe-level study);
+- recipe headers: a comment line ``# Verdict (<claim>): ...``.
+
+A verdict is computed by :func:`experiments.protocol.verdict` from the run files listed in
+``experiments/out/v2/<claim>/study.json``; nothing here is typed by hand. ``--check`` also
+verifies, where the git history is present, that every run's commit already declared its claim
+exactly as ``experiments/claims.py`` does now.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from experiments.claims import CLAIMS
+from experiments.protocol import Claim, Verdict, paired_gain, verdict
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT_V2 = ROOT / "experiments" / "out" / "v2"
+BLOCK = re.compile(r"(<!-- generated:(?P<name>[\w-]+) -->\n).*?(<!-- /generated:(?P=name) -->)", re.S)
+VERDICT_LINE = re.compile(r"^# Verdict \((?P<name>[\w-]+)\): .*$", re.M)
+
+#: claim -> label -> metric key shown in its tables (besides the rule's endpoints and guards)
+DISPLAY: dict[str, dict[str, str]] = {
+    "lowres-recipe": {
+        "8 px": "val/synth-lowres@8/acc",
+        "16 px": "val/synth-lowres@16/acc",
+        "32 px": "val/synth-lowres@32/acc",
+        "full": "val/synth-lowres@full/acc",
+        "rank-1 @16 px": "val/synth-lowres@16/rank1",
+        "synth-lfw": "val/synth-lfw/acc",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Study:
+    """A claim's runs as ``study.json`` lists them."""
+
+    claim: Claim
+    seeds: list[int]
+    runs: dict[str, list[dict[str, Any]]]
+    command: str
+
+    def verdict(self) -> Verdict:
+        return verdict(self.claim, self.runs, self.seeds)
+
+
+def load(claim: Claim, out_dir: Path = OUT_V2) -> Study | None:
+    """The study of ``claim`` from ``out_dir/<name>/study.json`` and its run files; None before its first run."""
+    folder = out_dir / claim.name
+    index = folder / "study.json"
+    if not index.is_file():
+        return None
+    summary = json.loads(index.read_text())
+    runs = {v: [json.loads((folder / f).read_text()) for f in files] for v, files in summary["runs"].items()}
+    seeds = summary["seeds"][: min(len(r) for r in runs.values())]  # an interrupted study: the seeds every variant finished
+    return Study(claim, seeds, {v: r[: len(seeds)] for v, r in runs.items()}, summary["command"])
+
+
+def _pct(values: Sequence[float]) -> str:
+    arr = 100.0 * np.asarray(values, dtype=float)
+    if len(arr) < 2:
+        return f"{arr.mean():.2f}" if len(arr) else "n/a"
+    return f"{arr.mean():.2f} ± {arr.std(ddof=1):.2f}"
+
+
+def _columns(claim: Claim) -> dict[str, str]:
+    cols = dict(DISPLAY.get(claim.name, {}))
+    for part in (*claim.endpoints, *claim.guards):
+        if part.metric not in cols.values():
+            cols[part.name()] = part.metric
+    return cols
+
+
+def _commits(study: Study) -> list[str]:
+    return sorted({r.get("git_head", "unknown")[:7] for runs in study.runs.values() for r in runs})
+
+
+def section(claim: Claim, study: Study | None) -> str:
+    """The generated block of one claim."""
+    lines = [f"**Claim.** {claim.statement}", "", f"**Rule.** {claim.rule()}.", "", f"**Command.** `{claim.command}`", ""]
+    if study is None or not study.seeds:
+        return "\n".join([*lines, "**Verdict: not run yet.**"])
+    result = study.verdict()
+    cols = _columns(claim)
+    lines += [
+        f"Seeds {study.seeds} (each draws the training faces, the label noise and the evaluation pairs); "
+        f"runs made at commit {', '.join(_commits(study))}. Accuracy in %, mean ± sample std over seeds:",
+        "",
+        "| variant | " + " | ".join(cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    for variant, runs in study.runs.items():
+        cells = [_pct([r[k] for r in runs if k in r]) for k in cols.values()]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Paired gain of `{claim.method}` over `{claim.baseline}` (points):",
+        "",
+        "| metric | role | mean | 95 % CI | one-sided p | worst seed | per seed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    roles = {e.metric: f"endpoint (≥ {e.min_gain:g})" for e in claim.endpoints} | {g.metric: f"guard (≥ −{g.max_drop:g})" for g in claim.guards}
+    for label, key in cols.items():
+        g = paired_gain(study.runs[claim.method], study.runs[claim.baseline], key, study.seeds)
+        if not g.n:
+            continue
+        low, high = g.interval()
+        per_seed = ", ".join(f"{s}: {v:+.2f}" for s, v in zip(g.seeds, g.gains))
+        lines.append(
+            f"| {label} | {roles.get(key, 'shown only')} | {g.mean:+.2f} | [{low:+.2f}, {high:+.2f}] | {g.p_greater:.3f} | {g.worst:+.2f} | {per_seed} |"
+        )
+    walls = {v: sum(r.get("wall_s", 0.0) for r in runs) for v, runs in study.runs.items()}
+    base_wall = walls.get(claim.baseline) or float("nan")
+    compute = ", ".join(f"{v} {w / len(study.seeds):.0f} s ({w / base_wall:.2f}×)" for v, w in walls.items())
+    reasons = "" if not result.reasons else " — " + "; ".join(result.reasons)
+    lines += ["", f"Mean wall time per run: {compute}.", "", f"**Verdict: {result.outcome}**{reasons}."]
+    return "\n".join(lines)
+
+
+def verdict_phrase(claim: Claim, study: Study | None) -> str:
+    """One line: the verdict and the first endpoint's gain with its confidence interval."""
+    if study is None or not study.seeds:
+        return f"not run yet (`{claim.command}`)"
+    result = study.verdict()
+    first = claim.endpoints[0]
+    g = result.gains[first.metric]
+    low, high = g.interval()
+    return (
+        f"{result.outcome}: {first.name()} {g.mean:+.2f} points [95 % CI {low:+.2f}, {high:+.2f}], p = {g.p_greater:.3f}, "
+        f"{g.n} seeds that draw the data (`{claim.command}`)"
+    )
+
+
+def summary(studies: Mapping[str, Study | None]) -> str:
+    rows = ["| study | verdict and main endpoint |", "|---|---|"]
+    for name, claim in CLAIMS.items():
+        rows.append(f"| [{name}](#{name}) | {verdict_phrase(claim, studies.get(name))} |")
+    return "\n".join(rows)
+
+
+def blocks(out_dir: Path = OUT_V2) -> dict[str, str]:
+    """Generated block name -> its content (without the markers)."""
+    studies = {name: load(claim, out_dir) for name, claim in CLAIMS.items()}
+    out = {"summary": summary(studies), "evidence": summary(studies).replace("](#", "](docs/results.md#")}
+    out.update({name: section(claim, studies[name]) for name, claim in CLAIMS.items()})
+    out.update({f"verdict:{name}": verdict_phrase(claim, studies[name]) for name, claim in CLAIMS.items()})
+    return out
+
+
+def render(text: str, generated: Mapping[str, str], where: str) -> str:
+    """``text`` with every generated block and verdict line replaced; an unknown name is an error."""
+
+    def block(match: re.Match[str]) -> str:
+        name = match.group("name")
+        if name not in generated:
+            raise KeyError(f"{where}: no generator for block {name!r}")
+        return f"{match.group(1)}{generated[name]}\n{match.group(3)}"
+
+    def line(match: re.Match[str]) -> str:
+        name = match.group("name")
+        if f"verdict:{name}" not in generated:
+            raise KeyError(f"{where}: no claim {name!r} for its verdict line")
+        return f"# Verdict ({name}): {generated[f'verdict:{name}']}"
+
+    return VERDICT_LINE.sub(line, BLOCK.sub(block, text))
+
+
+def targets(root: Path = ROOT) -> list[Path]:
+    """The files with generated parts: docs/results.md, README.md and every recipe with a verdict line."""
+    files = [root / "docs" / "results.md", root / "README.md"]
+    return files + sorted(p for p in (root / "recipes").glob("*.yaml") if VERDICT_LINE.search(p.read_text()))
+
+
+def stale(root: Path = ROOT, out_dir: Path = OUT_V2) -> list[str]:
+    """The target files whose generated parts differ from what the run files give."""
+    generated = blocks(out_dir)
+    return [str(p.relative_to(root)) for p in targets(root) if render(p.read_text(), generated, str(p)) != p.read_text()]
+
+
+def undeclared(out_dir: Path = OUT_V2) -> list[str]:
+    """Runs whose commit did not declare their claim as it stands (reads the git history)."""
+    from experiments.study import declared_at
+
+    problems = []
+    for name, claim in CLAIMS.items():
+        study = load(claim, out_dir)
+        for commit in [] if study is None else _full_commits(study):
+            if declared_at(commit, name) != claim:
+                problems.append(f"{name}: run at {commit[:7]} without the claim as declared now")
+    return problems
+
+
+def _full_commits(study: Study) -> list[str]:
+    return sorted({r.get("git_head", "unknown") for runs in study.runs.values() for r in runs})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 on a difference")
+    args = parser.parse_args(argv)
+    if args.check:
+        problems = [f"{f} differs from the run files (python -m experiments.report)" for f in stale()] + undeclared()
+        print("\n".join(problems) or "generated parts match the run files; every run's claim was declared first")
+        return 1 if problems else 0
+    generated = blocks()
+    for path in targets():
+        text = path.read_text()
+        new = render(text, generated, str(path))
+        if new != text:
+            path.write_text(new)
+            print(f"updated {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
