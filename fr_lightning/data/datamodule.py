@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+import os
+from collections.abc import Iterable
 
-from fr_lightning.batch import collate_faces
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader, Dataset
+
+from fr_lightning.batch import FaceBatch
 from fr_lightning.data.dual_loaders import DualLoaders
 from fr_lightning.data.noise import LabelNoise, NoisyLabelDataset
 from fr_lightning.data.pairs import PairImages, PairSet
 from fr_lightning.data.sources import SyntheticSource, TrainSource, ValSource, default_val_sets
+from fr_lightning.data.sources.base import FaceSet, MapSource, Progress
 
 
 class FaceDataModule(pl.LightningDataModule):
@@ -55,7 +59,8 @@ class FaceDataModule(pl.LightningDataModule):
         self.hflip = hflip
         self.label_noise = label_noise
         self.dual_loaders = dual_loaders
-        self.train_set: Dataset | None = None
+        #: The map-style training set (with label noise / dual loaders applied); None for a streaming source.
+        self.train_set: FaceSet | None = None
         self.val_pairs: list[PairSet] = []
         self.test_pairs: list[PairSet] = []
 
@@ -66,28 +71,42 @@ class FaceDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.train_set is None:
-            train_set = None if hasattr(self.train_source, "loader") else self.train_source.dataset(self.image_size, self.hflip)
-            self.skip_counter = getattr(train_set, "skip_counter", None)
-            if getattr(self.train_source, "skip_corrupt", False):
+            self.train_set = self._map_style_set()
+            if self.train_source.skip_counter is not None:
                 self._attach_skip_logger()
-            if self.label_noise is not None and self.label_noise.rate > 0:
-                if train_set is None or isinstance(train_set, IterableDataset):
-                    raise ValueError("data.label_noise needs a map-style training source (not a streaming one)")
-                train_set = NoisyLabelDataset(train_set, self.label_noise, self.num_classes)
-            if self.dual_loaders is not None:
-                import os
-
-                train_set = self.dual_loaders.wrap(train_set, int(os.environ.get("PL_GLOBAL_SEED", 0)))
-            self.train_set = train_set
         if stage in ("fit", "validate") and not self.val_pairs:
             self.val_pairs = [s.build(self.image_size) for s in self.val_sources]
         if stage == "test" and not self.test_pairs:
             self.test_pairs = [s.build(self.image_size) for s in self.test_sources]
 
+    def _map_style_set(self) -> FaceSet | None:
+        """A map-style source's training set with label noise and the dual loaders applied; None for a stream."""
+        source = self.train_source
+        noise = self.label_noise if self.label_noise is not None and self.label_noise.rate > 0 else None
+        if not isinstance(source, MapSource):
+            wanted = [key for key, on in (("data.label_noise", noise), ("data.dual_loaders", self.dual_loaders)) if on is not None]
+            if wanted:
+                raise ValueError(
+                    f"{wanted[0]} needs a map-style training source that lists its labels (SyntheticSource, "
+                    f"RecordIOSource, FolderSource); {type(source).__name__} streams its samples"
+                )
+            return None
+        train_set: FaceSet = source.dataset(self.image_size, self.hflip)
+        if noise is not None:
+            train_set = NoisyLabelDataset(train_set, noise, self.num_classes)
+        if self.dual_loaders is not None:
+            train_set = self.dual_loaders.wrap(train_set, self._seed())
+        return train_set
+
+    @staticmethod
+    def _seed() -> int:
+        """The run's seed (``seed_everything``), which orders map-style epochs."""
+        return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
     @property
     def skipped(self) -> int | None:
         """Corrupt training samples skipped so far (all workers of this rank); None if the source cannot skip."""
-        counter = getattr(self, "skip_counter", None)
+        counter = self.train_source.skip_counter
         return None if counter is None else counter.total
 
     def _attach_skip_logger(self) -> None:
@@ -97,90 +116,48 @@ class FaceDataModule(pl.LightningDataModule):
         if trainer is not None and not any(isinstance(c, SkippedSamplesLogger) for c in trainer.callbacks):
             trainer.callbacks.append(SkippedSamplesLogger())
 
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, collate=None) -> DataLoader:
-        # Streaming (iterable) datasets shuffle and split across ranks/workers themselves.
-        iterable = isinstance(dataset, IterableDataset)
+    def _loader(self, dataset: Dataset, batch_size: int) -> DataLoader:
+        """An evaluation loader (in order, every sample)."""
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=None if iterable else shuffle,
-            drop_last=shuffle,
+            shuffle=False,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            collate_fn=collate,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        if hasattr(self.train_source, "loader"):  # a GPU pipeline (DaliSource) batches by itself
-            return self.train_source.loader(self.image_size, self.hflip, self.batch_size, self.num_workers)
-        assert self.train_set is not None, "setup('fit') builds the training set"
-        if hasattr(self.train_set, "bind_loader"):  # streaming sets size their epoch by the batching
-            self.train_set.bind_loader(self.batch_size, self.num_workers, drop_last=True)
-        if hasattr(self.train_set, "start_epoch"):  # a resumable stream (WdsDataset)
-            return self._resumable_stream_loader(self.train_set)
-        if isinstance(self.train_set, IterableDataset):
-            return self._loader(self.train_set, self.batch_size, shuffle=True, collate=collate_faces)
-        return self._resumable_loader(self.train_set)
+    def train_dataloader(self) -> Iterable[FaceBatch]:
+        """This rank's training loader, from the source (:meth:`TrainSource.loader`)."""
+        trainer = getattr(self, "trainer", None)
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (None, None)
+        return self.train_source.loader(
+            self.batch_size,
+            world,
+            rank,
+            self._seed(),
+            image_size=self.image_size,
+            hflip=self.hflip,
+            num_workers=self.num_workers,
+            progress=self._trainer_progress(),
+            dataset=self.train_set,
+        )
 
-    def _trainer_progress(self):  # noqa: ANN202 - a callable, or None outside a trainer
+    def _trainer_progress(self) -> Progress | None:
         """``() -> (epoch, finished batches of it)`` of the attached trainer (what a checkpoint resumes from)."""
         trainer = getattr(self, "trainer", None)
         if trainer is None:
             return None
         return lambda: (trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed)
 
-    def _resumable_stream_loader(self, dataset: IterableDataset) -> DataLoader:
-        """Streaming training loader whose epoch follows the trainer and whose position is saved in
-        checkpoints (the dataset's own ``state_dict``; see ``data/resume.py``)."""
-        from fr_lightning.data.resume import ResumableStreamLoader
-
-        return ResumableStreamLoader(
-            dataset,
-            batch_size=self.batch_size,
-            progress=self._trainer_progress(),
-            seed=getattr(dataset, "seed", 0),
-            drop_last=True,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=collate_faces,
-        )
-
-    def _resumable_loader(self, dataset: Dataset) -> DataLoader:
-        """Map-style training loader whose order depends only on (seed, epoch) and whose position
-        is saved in checkpoints, so a resumed run continues at the exact sample (see ``data/resume.py``)."""
-        import os
-
-        from fr_lightning.data.resume import ResumableLoader, ResumableSampler
-
-        trainer = getattr(self, "trainer", None)
-        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        sampler = ResumableSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
-
-        def progress() -> tuple[int, int]:
-            loop = trainer.fit_loop  # type: ignore[union-attr]
-            return trainer.current_epoch, loop.epoch_loop.batch_progress.current.processed  # type: ignore[union-attr]
-
-        return ResumableLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            progress=progress if trainer is not None else None,
-            drop_last=True,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=getattr(dataset, "collate", collate_faces),
-        )
-
     def val_dataloader(self) -> list[DataLoader]:
-        return [self._loader(PairImages(p), self.val_batch_size, shuffle=False) for p in self.val_pairs]
+        return [self._loader(PairImages(p), self.val_batch_size) for p in self.val_pairs]
 
     def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(PairImages(p), self.val_batch_size, shuffle=False) for p in self.test_pairs]
+        return [self._loader(PairImages(p), self.val_batch_size) for p in self.test_pairs]
 
     def predict_dataloader(self) -> list[DataLoader]:
         pairs = self.test_pairs or [s.build(self.image_size) for s in self.test_sources]
-        return [self._loader(PairImages(p), self.val_batch_size, shuffle=False) for p in pairs]
+        return [self._loader(PairImages(p), self.val_batch_size) for p in pairs]
 
     def pair_sets(self, stage: str) -> list[PairSet]:
         """The pair sets evaluated in ``stage`` (``validate`` or ``test``), in dataloader order."""

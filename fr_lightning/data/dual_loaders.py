@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset, IterableDataset
 
 from fr_lightning.batch import FaceBatch, collate_faces
+from fr_lightning.data.sources.base import FaceSet
 
 
 class DualLoaders:
@@ -41,20 +41,17 @@ class DualLoaders:
             raise ValueError(f"data.dual_loaders.identity_pairs must be >= 0, got {identity_pairs}")
         self.identity_pairs = int(identity_pairs)
 
-    def wrap(self, dataset: Dataset | None, seed: int = 0) -> "DualLoaderDataset":
-        """The dual-loader view of a map-style training set that lists its labels."""
-        if dataset is None or isinstance(dataset, IterableDataset):
-            raise ValueError("data.dual_loaders needs a map-style training source (not a streaming or GPU-pipeline one)")
-        labels = getattr(dataset, "labels", None)
-        if labels is None:
+    def wrap(self, dataset: FaceSet, seed: int = 0) -> "DualLoaderDataset":
+        """The dual-loader view of a map-style training set (its ``labels`` give the identities)."""
+        if not isinstance(dataset, FaceSet):
             raise ValueError(
-                f"data.dual_loaders needs a training dataset that lists its labels (a `labels` attribute); "
-                f"{type(dataset).__name__} does not"
+                f"data.dual_loaders needs a map-style training set that lists its labels (a FaceSet from "
+                f"SyntheticSource, RecordIOSource or FolderSource); {type(dataset).__name__} is not one"
             )
-        return DualLoaderDataset(dataset, np.asarray(labels, dtype=np.int64), self.identity_pairs, seed)
+        return DualLoaderDataset(dataset, np.asarray(dataset.labels, dtype=np.int64), self.identity_pairs, seed)
 
 
-class DualLoaderDataset(Dataset):
+class DualLoaderDataset(FaceSet):
     """Items of one instance pair and ``identity_pairs`` identity pairs; ``collate`` makes ``[x; y]`` batches.
 
     Args:
@@ -64,7 +61,7 @@ class DualLoaderDataset(Dataset):
         seed: seed of the instance pairing, the identity order and the image draws.
     """
 
-    def __init__(self, dataset: Dataset, labels: np.ndarray, identity_pairs: int = 2, seed: int = 0) -> None:
+    def __init__(self, dataset: FaceSet, labels: np.ndarray, identity_pairs: int = 2, seed: int = 0) -> None:
         if len(labels) < 2:
             raise ValueError("data.dual_loaders needs at least two training samples")
         self.dataset = dataset
@@ -106,7 +103,7 @@ class DualLoaderDataset(Dataset):
         samples = self._load(x + y)
         return {key: [s[key] for s in samples] for key in samples[0]}
 
-    def collate(self, items: list[dict[str, list[Any]]]) -> FaceBatch:
+    def collate(self, items: Sequence[dict[str, list[Any]]]) -> FaceBatch:  # type: ignore[override]
         """Batch of items as one :class:`FaceBatch` with rows ``[x of every item; y of every item]``."""
         half = self.identity_pairs + 1
         rows: list[dict[str, Any]] = []

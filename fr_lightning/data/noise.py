@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from torch.utils.data import Dataset
+
+from fr_lightning.data.sources.base import FaceSet
 
 
 def _flip_indices(n: int, rate: float, seed: int) -> tuple[np.ndarray, np.random.Generator]:
@@ -80,31 +81,30 @@ class LabelNoise:
         raise ValueError(f"data.label_noise.kind must be 'symmetric' or 'pairflip', got {self.kind!r}")
 
 
-class NoisyLabelDataset(Dataset):
+class NoisyLabelDataset(FaceSet):
     """Wraps a training dataset: each sample's ``labels`` becomes the noisy label, ``clean_labels`` the true one.
 
     The clean label is for diagnostics only (precision of a noisy-label method's selection); no
     loss reads it.
 
     Args:
-        dataset: a map-style dataset of dict samples with a ``labels`` array attribute.
+        dataset: the training set (its ``labels`` are the clean ones).
         noise: the noise to inject.
         num_classes: number of classes of the dataset.
     """
 
-    def __init__(self, dataset: Dataset, noise: LabelNoise, num_classes: int) -> None:
-        clean = getattr(dataset, "labels", None)
-        if clean is None:
+    def __init__(self, dataset: FaceSet, noise: LabelNoise, num_classes: int) -> None:
+        if not isinstance(dataset, FaceSet):
             raise ValueError(
-                f"data.label_noise needs a training dataset that lists its labels (a `labels` attribute); "
-                f"{type(dataset).__name__} does not. Use the synthetic source or inject noise offline."
+                f"data.label_noise needs a map-style training set that lists its labels (a FaceSet); "
+                f"{type(dataset).__name__} is not one"
             )
         self.dataset = dataset
-        self.clean = np.asarray(clean, dtype=np.int64)
+        self.clean = np.asarray(dataset.labels, dtype=np.int64)
         self.labels = noise.apply(self.clean, num_classes)
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return len(self.dataset)
 
     def _relabel(self, sample: dict[str, Any], index: int) -> dict[str, Any]:
         out = dict(sample)

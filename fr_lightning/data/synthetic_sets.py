@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from fr_lightning.data.pairs import PairSet
 from fr_lightning.data.resume import key_uniform, sample_keys
+from fr_lightning.data.sources.base import FaceSet
 from fr_lightning.data.synthetic import FaceRenderer
 from fr_lightning.data.transforms import hflip_landmarks, normalize_images
 from fr_lightning.functional.lowres import degrade_uint8
@@ -17,7 +17,7 @@ from fr_lightning.functional.lowres import degrade_uint8
 HELD_OUT_BASE = 10_000_000
 
 
-class SyntheticFaceDataset(Dataset):
+class SyntheticFaceDataset(FaceSet):
     """A finite synthetic training set: ``num_identities × samples_per_identity`` deterministic faces.
 
     Sample ``i`` is identity ``i % num_identities``, rendering index ``i // num_identities``, so a

@@ -43,8 +43,6 @@ _REC_HEAD = struct.Struct("<II")  # magic, lrec
 _LEN_MASK = (1 << 29) - 1
 _HEADER = struct.Struct("<IfQQ")  # flag, label, id, id2
 HEADER_SIZE = _HEADER.size  # 24
-# Largest integer label that float32 stores exactly.
-_MAX_EXACT_LABEL = 2**24
 
 
 def _pad4(n: int) -> int:

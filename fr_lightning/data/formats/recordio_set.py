@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fr_lightning.data.errors import DataFormatError
+from fr_lightning.data.errors import DataFormatError, check_label
 from fr_lightning.data.formats.recordio import _HEADER, HEADER_SIZE, unpack_header
 from fr_lightning.data.formats.recordio_reader import RecordIOReader
 
@@ -83,13 +83,7 @@ class RecordIOSet:
 
     def check_label(self, label: float, position: int) -> int:
         """Return ``label`` as int, or raise a DataFormatError naming the record and ``property``."""
-        n = self.num_classes
-        if not (np.isfinite(label) and float(label).is_integer() and 0 <= label < n):
-            raise DataFormatError(
-                f"{self.describe(position)} has label {label}, outside [0, {n}) (num_classes={n}); "
-                f"check {self.property_path} or the data"
-            )
-        return int(label)
+        return check_label(label, self.num_classes, self.describe(position), f"; check {self.property_path} or the data")
 
     def _detect_layout(self) -> np.ndarray:
         """Return the image keys (int64), recognising the insightface header record at key 0."""

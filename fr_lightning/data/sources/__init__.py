@@ -1,5 +1,8 @@
 """Pluggable data sources: one module per kind, each a Source (typed ``__init__``, YAML-selectable) and its Dataset.
 
+The contract every source keeps is in :mod:`.base` (:class:`TrainSource`, :class:`MapSource`,
+:class:`FaceSet`, :class:`ValSource`).
+
 * :mod:`.synthetic`: the built-in renderer (default; imported lazily);
 * :mod:`.recordio`: insightface ``train.rec/.idx/property``;
 * :mod:`.folder`: one sub-folder per identity, or a ``path label`` list;
@@ -8,7 +11,7 @@
 * :mod:`.binpairs`: ``.bin`` verification sets.
 """
 
-from fr_lightning.data.sources.base import TrainSource, ValSource
+from fr_lightning.data.sources.base import FaceSet, MapSource, TrainSource, ValSource
 from fr_lightning.data.sources.binpairs import BinPairs
 from fr_lightning.data.sources.dali import DaliSource
 from fr_lightning.data.sources.folder import FolderFaces, FolderIndex, FolderSource, scan_folder
@@ -22,9 +25,11 @@ __all__ = [
     "BinPairs",
     "DaliSource",
     "FaceSamples",
+    "FaceSet",
     "FolderFaces",
     "FolderIndex",
     "FolderSource",
+    "MapSource",
     "RecordIOFaces",
     "RecordIOSource",
     "SkipCounter",

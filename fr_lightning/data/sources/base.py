@@ -1,4 +1,15 @@
-"""Base classes of the pluggable data sources (what the data module trains and validates on).
+"""The data-source contract: what the data module asks of a training or verification source.
+
+A training source *has* everything the data module calls; nothing is probed with ``hasattr``:
+
+* :attr:`TrainSource.num_classes` (linked into the classifier) and
+  :meth:`TrainSource.loader`, the training loader of one rank (batches of
+  :class:`~fr_lightning.batch.FaceBatch`); every source implements it: map-style sources through
+  :class:`MapSource`, the WebDataset stream and the DALI pipeline each their own;
+* capabilities with a documented default: :attr:`TrainSource.skip_counter` (None: the source
+  never skips a corrupt sample), and being a :class:`MapSource`, whose :meth:`MapSource.dataset`
+  is a :class:`FaceSet` that lists its labels (what ``data.label_noise`` and F²C's
+  ``data.dual_loaders`` need; a streaming source is refused with the option named).
 
 Each source is a small class with a typed ``__init__`` so YAML can select it by ``class_path``.
 """
@@ -6,16 +17,55 @@ Each source is a small class with a typed ``__init__`` so YAML can select it by 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import torch
 from torch.utils.data import Dataset
 
+from fr_lightning.batch import FaceBatch, collate_faces
 from fr_lightning.data.pairs import PairSet
+from fr_lightning.data.resume import ResumableLoader, ResumableSampler
 
-__all__ = ["TrainSource", "ValSource"]
+if TYPE_CHECKING:
+    from fr_lightning.data.sources.samples import SkipCounter
+
+__all__ = ["FaceSet", "MapSource", "Progress", "TrainSource", "ValSource", "resolve_ranks"]
+
+#: ``() -> (epoch, batches finished in it)`` of the trainer: what a resumable loader saves.
+Progress = Callable[[], tuple[int, int]]
+
+
+class FaceSet(Dataset):
+    """A map-style training set: dict samples by index, the label of every sample, and its batching.
+
+    Subclasses set or compute :attr:`labels` (int64 ``[N]``, sample order) and may override
+    :meth:`collate` (F²C's dual-loader items batch as ``[x; y]``).
+    """
+
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def collate(self, samples: Sequence[dict[str, Any]]) -> FaceBatch:
+        """A batch of samples as one :class:`FaceBatch` (default: :func:`collate_faces`)."""
+        return collate_faces(list(samples))
+
+
+def resolve_ranks(world_size: int | None, rank: int | None) -> tuple[int, int]:
+    """``(world_size, rank)``, each None taken from ``torch.distributed`` when initialised, else ``(1, 0)``."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        world, me = dist.get_world_size(), dist.get_rank()
+    else:
+        world, me = 1, 0
+    return (world if world_size is None else int(world_size)), (me if rank is None else int(rank))
 
 
 class TrainSource(ABC):
-    """Base of training sources: a dataset of dict samples and the number of classes."""
+    """Base of training sources: the number of classes and the training loader of one rank."""
 
     @property
     @abstractmethod
@@ -23,8 +73,88 @@ class TrainSource(ABC):
         """Number of identities (linked into the classifier)."""
 
     @abstractmethod
-    def dataset(self, image_size: int, hflip: bool) -> Dataset:
-        """The training dataset at ``image_size`` px."""
+    def loader(
+        self,
+        batch_size: int,
+        world_size: int | None = None,
+        rank: int | None = None,
+        seed: int = 0,
+        *,
+        image_size: int = 112,
+        hflip: bool = True,
+        num_workers: int = 0,
+        progress: Progress | None = None,
+        dataset: FaceSet | None = None,
+    ) -> Iterable[FaceBatch]:
+        """The training loader of ``rank`` among ``world_size`` ranks (full batches only).
+
+        Args:
+            batch_size: samples per batch on this rank.
+            world_size: number of ranks (None: from ``torch.distributed``, else 1).
+            rank: this rank (None: from ``torch.distributed``, else 0).
+            seed: the run's seed (order and per-sample augmentation keys of a map-style source;
+                a source with a ``seed`` option of its own uses that).
+            image_size: square output size in px.
+            hflip: random horizontal flip (when the source's own ``augment`` is not set).
+            num_workers: DataLoader worker processes (a GPU pipeline has its own threads).
+            progress: the trainer's ``(epoch, finished batches)``; a resumable loader saves it in
+                checkpoints and reads the epoch from it (None outside a trainer).
+            dataset: a :class:`MapSource`'s set to serve instead of a fresh :meth:`MapSource.dataset`
+                (the data module's label-noise or dual-loader view of it); other sources refuse one.
+        """
+
+    @property
+    def skip_counter(self) -> SkipCounter | None:
+        """Counter of corrupt samples skipped (logged as ``data/skipped``); None: this source never
+        skips one (the default), a sample that cannot be read stops training."""
+        return None
+
+    def _refuse_dataset(self, dataset: FaceSet | None) -> None:
+        if dataset is not None:
+            raise ValueError(
+                f"{type(self).__name__} streams its samples: it cannot serve a map-style set "
+                "(data.label_noise and data.dual_loaders need a map-style source: synthetic, RecordIO, folder)"
+            )
+
+
+class MapSource(TrainSource):
+    """A training source with a map-style :class:`FaceSet` (indexable, lists its labels).
+
+    Its loader is the seeded, exactly resumable one (:mod:`fr_lightning.data.resume`): the order
+    depends only on ``(seed, epoch)`` and a checkpoint stores the position.
+    """
+
+    @abstractmethod
+    def dataset(self, image_size: int, hflip: bool) -> FaceSet:
+        """The training set at ``image_size`` px."""
+
+    def loader(
+        self,
+        batch_size: int,
+        world_size: int | None = None,
+        rank: int | None = None,
+        seed: int = 0,
+        *,
+        image_size: int = 112,
+        hflip: bool = True,
+        num_workers: int = 0,
+        progress: Progress | None = None,
+        dataset: FaceSet | None = None,
+    ) -> ResumableLoader:
+        """A :class:`~fr_lightning.data.resume.ResumableLoader` over ``dataset`` (default: :meth:`dataset`)."""
+        data = dataset if dataset is not None else self.dataset(image_size, hflip)
+        world, me = resolve_ranks(world_size, rank)
+        sampler = ResumableSampler(data, num_replicas=world, rank=me, shuffle=True, seed=seed, drop_last=True)
+        return ResumableLoader(
+            data,
+            batch_size=batch_size,
+            sampler=sampler,
+            progress=progress,
+            drop_last=True,
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+            collate_fn=data.collate if isinstance(data, FaceSet) else collate_faces,
+        )
 
 
 class ValSource(ABC):

@@ -26,7 +26,7 @@ import torch
 from fr_lightning.batch import FaceBatch
 from fr_lightning.data.formats.recordio_set import RecordIOSet
 from fr_lightning.data.formats.wds import read_shard_index
-from fr_lightning.data.sources.base import TrainSource
+from fr_lightning.data.sources.base import FaceSet, Progress, TrainSource, resolve_ranks
 
 __all__ = ["DaliSource", "INSTALL_HINT"]
 
@@ -124,9 +124,6 @@ class DaliSource(TrainSource):
             return RecordIOSet(self.root).num_classes
         return read_shard_index(str(self.root)).num_classes
 
-    def dataset(self, image_size: int, hflip: bool) -> Any:
-        raise TypeError("DaliSource builds GPU batches, not a dataset: FaceDataModule calls DaliSource.loader()")
-
     def _image_index(self) -> Path:
         """An ``.idx`` listing only image records (DALI would try to decode the insightface header and
         identity records otherwise), written to a temporary file."""
@@ -139,13 +136,26 @@ class DaliSource(TrainSource):
             f.writelines(f"{int(k)}\t{int(o)}\n" for k, o in zip(records.keys, offsets))
         return Path(name)
 
-    def loader(self, image_size: int, hflip: bool, batch_size: int, num_workers: int) -> _DaliBatches:
-        """The DALI batch iterator for this rank (``num_workers`` is unused: DALI has its own threads)."""
+    def loader(
+        self,
+        batch_size: int,
+        world_size: int | None = None,
+        rank: int | None = None,
+        seed: int = 0,
+        *,
+        image_size: int = 112,
+        hflip: bool = True,
+        num_workers: int = 0,
+        progress: Progress | None = None,
+        dataset: FaceSet | None = None,
+    ) -> _DaliBatches:
+        """The DALI batch iterator for this rank. DALI has its own threads (``num_workers`` unused),
+        its own shuffle seeded by this source's ``seed`` (the run's ``seed`` unused) and no resume
+        position (``progress`` unused)."""
         from nvidia.dali import fn, pipeline_def, types
 
-        rank, world = 0, 1
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        self._refuse_dataset(dataset)
+        world, rank = resolve_ranks(world_size, rank)
         device = torch.cuda.current_device() if self.device_id is None else self.device_id
         kind = self._kind()
         idx_path = self._image_index() if kind == "recordio" else None

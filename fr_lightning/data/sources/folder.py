@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from fr_lightning.data.errors import DataFormatError
-from fr_lightning.data.sources.base import TrainSource
-from fr_lightning.data.sources.samples import FaceSamples
+from fr_lightning.data.sources.base import MapSource
+from fr_lightning.data.sources.samples import FaceSamples, SkipCounter
 from fr_lightning.data.sources.side_files import resolve_path, side_data
 from fr_lightning.data.transforms import Augment
 
@@ -132,6 +131,7 @@ class FolderFaces(FaceSamples):
         landmarks: Optional ``[N, 5, 2]`` landmarks.
         groups: Optional ``[N]`` groups.
         skip_corrupt: Skip unreadable files instead of raising.
+        skip_counter: Where skipped files are counted (default: a counter of its own).
     """
 
     def __init__(
@@ -142,12 +142,13 @@ class FolderFaces(FaceSamples):
         landmarks: np.ndarray | None = None,
         groups: np.ndarray | None = None,
         skip_corrupt: bool = False,
+        skip_counter: SkipCounter | None = None,
     ) -> None:
-        super().__init__(index, index.num_classes, image_size, augment, landmarks, groups, skip_corrupt)
+        super().__init__(index, index.num_classes, image_size, augment, landmarks, groups, skip_corrupt, skip_counter)
         self.index = index
 
 
-class FolderSource(TrainSource):
+class FolderSource(MapSource):
     """Aligned face crops on disk: one sub-folder per identity, or a text list of ``path label`` lines.
 
     Args:
@@ -179,6 +180,7 @@ class FolderSource(TrainSource):
         self.group = group
         self.augment = augment
         self._index: FolderIndex | None = None
+        self._skips: SkipCounter | None = None
 
     @property
     def index(self) -> FolderIndex:
@@ -191,8 +193,17 @@ class FolderSource(TrainSource):
     def num_classes(self) -> int:
         return self.index.num_classes
 
-    def dataset(self, image_size: int, hflip: bool) -> Dataset:
+    @property
+    def skip_counter(self) -> SkipCounter | None:
+        """Counter of the corrupt samples skipped, when ``skip_corrupt`` is on (else None)."""
+        if not self.skip_corrupt:
+            return None
+        if self._skips is None:
+            self._skips = SkipCounter()
+        return self._skips
+
+    def dataset(self, image_size: int, hflip: bool) -> FolderFaces:
         idx = self.index
         lm, grp = side_data(self.root, self.landmarks, self.group, idx.keys, str(self.root))
         augment = self.augment if self.augment is not None else Augment(hflip=hflip)
-        return FolderFaces(idx, image_size, augment, lm, grp, self.skip_corrupt)
+        return FolderFaces(idx, image_size, augment, lm, grp, self.skip_corrupt, self.skip_counter)

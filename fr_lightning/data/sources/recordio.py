@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from fr_lightning.data.formats.recordio_set import RecordIOSet
-from fr_lightning.data.sources.base import TrainSource
-from fr_lightning.data.sources.samples import FaceSamples
+from fr_lightning.data.sources.base import MapSource
+from fr_lightning.data.sources.samples import FaceSamples, SkipCounter
 from fr_lightning.data.sources.side_files import side_data
 from fr_lightning.data.transforms import Augment
 
@@ -31,6 +30,7 @@ class RecordIOFaces(FaceSamples):
         landmarks: Optional ``[N, 5, 2]`` landmarks (``records.keys`` order).
         groups: Optional ``[N]`` groups.
         skip_corrupt: Skip unreadable records instead of raising.
+        skip_counter: Where skipped records are counted (default: a counter of its own).
     """
 
     records: RecordIOSet
@@ -43,12 +43,13 @@ class RecordIOFaces(FaceSamples):
         landmarks: np.ndarray | None = None,
         groups: np.ndarray | None = None,
         skip_corrupt: bool = False,
+        skip_counter: SkipCounter | None = None,
     ) -> None:
-        super().__init__(records, records.num_classes, image_size, augment, landmarks, groups, skip_corrupt)
+        super().__init__(records, records.num_classes, image_size, augment, landmarks, groups, skip_corrupt, skip_counter)
         self.keys = records.keys
 
 
-class RecordIOSource(TrainSource):
+class RecordIOSource(MapSource):
     """Insightface RecordIO training set (``train.rec``, ``train.idx``, ``property``), read without mxnet.
 
     ``num_classes`` comes from ``property`` (else the identity records, else max label + 1).
@@ -76,6 +77,7 @@ class RecordIOSource(TrainSource):
         self.group = group
         self.augment = augment
         self._records: RecordIOSet | None = None
+        self._skips: SkipCounter | None = None
 
     @property
     def records(self) -> RecordIOSet:
@@ -90,8 +92,17 @@ class RecordIOSource(TrainSource):
     def num_classes(self) -> int:
         return self.records.num_classes
 
-    def dataset(self, image_size: int, hflip: bool) -> Dataset:
+    @property
+    def skip_counter(self) -> SkipCounter | None:
+        """Counter of the corrupt samples skipped, when ``skip_corrupt`` is on (else None)."""
+        if not self.skip_corrupt:
+            return None
+        if self._skips is None:
+            self._skips = SkipCounter()
+        return self._skips
+
+    def dataset(self, image_size: int, hflip: bool) -> RecordIOFaces:
         rec = self.records
         lm, grp = side_data(self.root, self.landmarks, self.group, rec.keys, str(rec.rec_path))
         augment = self.augment if self.augment is not None else Augment(hflip=hflip)
-        return RecordIOFaces(rec, image_size, augment, lm, grp, self.skip_corrupt)
+        return RecordIOFaces(rec, image_size, augment, lm, grp, self.skip_corrupt, self.skip_counter)

@@ -14,11 +14,12 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import get_worker_info
 
-from fr_lightning.data.errors import DataFormatError
+from fr_lightning.data.errors import DataFormatError, check_label
 from fr_lightning.data.formats.images import decode_image
 from fr_lightning.data.resume import sample_keys
+from fr_lightning.data.sources.base import FaceSet
 from fr_lightning.data.transforms import Augment, normalize_images, resize_face
 
 __all__ = ["EncodedFaces", "SkipCounter", "FaceSamples"]
@@ -59,6 +60,11 @@ class EncodedFaces(Protocol):
 
     def __len__(self) -> int: ...
 
+    @property
+    def labels(self) -> np.ndarray:
+        """Every image's label (int64, position order), checked against the set's ``num_classes``."""
+        ...
+
     def read(self, position: int) -> tuple[bytes, float]:
         """Encoded image bytes and raw label; raises :class:`DataFormatError` when unreadable."""
         ...
@@ -68,12 +74,13 @@ class EncodedFaces(Protocol):
         ...
 
 
-class FaceSamples(Dataset):
+class FaceSamples(FaceSet):
     """The map-style real-image training set: encoded images -> decoded, augmented sample dicts.
 
-    Reads ``records`` (an :class:`EncodedFaces`). Labels are checked against ``num_classes`` on
-    every read; a bad label is an error even with ``skip_corrupt`` (it means the data or
-    ``num_classes`` is wrong).
+    Reads ``records`` (an :class:`EncodedFaces`); its :attr:`labels` are the records' (read
+    only when asked for, e.g. by F²C's dual loaders or label noise). Labels are checked against
+    ``num_classes`` on every read; a bad label is an error even with ``skip_corrupt`` (it means
+    the data or ``num_classes`` is wrong).
 
     Args:
         records: The encoded images and labels.
@@ -84,6 +91,8 @@ class FaceSamples(Dataset):
         groups: Optional ``[N]`` group ids.
         skip_corrupt: Skip unreadable samples (logged, counted in ``skipped``, logged as ``data/skipped``)
             instead of raising.
+        skip_counter: Where skipped samples are counted (the source's, so the data module reads
+            it); default: a counter of this set's own.
     """
 
     def __init__(
@@ -95,6 +104,7 @@ class FaceSamples(Dataset):
         landmarks: np.ndarray | None = None,
         groups: np.ndarray | None = None,
         skip_corrupt: bool = False,
+        skip_counter: SkipCounter | None = None,
     ) -> None:
         self.records = records
         self.num_classes = num_classes
@@ -103,7 +113,12 @@ class FaceSamples(Dataset):
         self.landmarks = landmarks
         self.groups = groups
         self.skip_corrupt = skip_corrupt
-        self.skip_counter = SkipCounter()
+        self.skip_counter = skip_counter if skip_counter is not None else SkipCounter()
+
+    @property
+    def labels(self) -> np.ndarray:  # type: ignore[override]
+        """Every sample's label (int64, index order), from the records."""
+        return self.records.labels
 
     @property
     def skipped(self) -> int:
@@ -116,13 +131,6 @@ class FaceSamples(Dataset):
     def describe(self, index: int) -> str:
         """Where sample ``index`` lives (file and key), for error messages."""
         return self.records.describe(index)
-
-    def check_label(self, label: float, index: int) -> int:
-        """Return ``label`` as int or raise a DataFormatError naming the record."""
-        n = self.num_classes
-        if not (np.isfinite(label) and float(label).is_integer() and 0 <= label < n):
-            raise DataFormatError(f"{self.describe(index)} has label {label}, outside [0, {n}) (num_classes={n})")
-        return int(label)
 
     def read_checked(self, index: int) -> tuple[int, np.ndarray, int]:
         """``(index actually used, RGB uint8 image, label)``, skipping unreadable samples when configured."""
@@ -138,7 +146,7 @@ class FaceSamples(Dataset):
                 self.skip_counter.add()
                 log.warning("skipping unreadable sample: %s", exc)
                 continue
-            return j, image, self.check_label(raw, j)
+            return j, image, check_label(raw, self.num_classes, self.describe(j))
         raise DataFormatError(f"{self.describe(index)}: no readable sample (all {n} failed)")
 
     def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:

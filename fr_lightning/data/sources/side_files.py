@@ -45,10 +45,7 @@ def load_side_file(
     n = len(keys)
     width = 10 if kind == "landmarks" else 1
     if path.suffix == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise DataFormatError(f"{path}: not a plain numeric .npy array: {exc}") from None
+        arr = _load_npy(path)
         ok = arr.shape[:1] == (n,) and (
             (kind == "landmarks" and arr.shape[1:] in ((5, 2), (10,))) or (kind == "group" and arr.ndim == 1)
         )
@@ -61,17 +58,16 @@ def load_side_file(
         values = arr.reshape(n, width)
     else:
         table: dict[str, list[str]] = {}
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                line = line.strip()
-                if not line or line.startswith("#"):
-                    continue
-                fields = line.rsplit(maxsplit=width)
-                if len(fields) != width + 1:
-                    raise DataFormatError(
-                        f"{path}, line {lineno}: expected 'key' and {width} value(s), got {line[:80]!r}"
-                    )
-                table[fields[0]] = fields[1:]
+        for lineno, line in _text_lines(path):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            fields = line.rsplit(maxsplit=width)
+            if len(fields) != width + 1:
+                raise DataFormatError(
+                    f"{path}, line {lineno}: expected 'key' and {width} value(s), got {line[:80]!r}"
+                )
+            table[fields[0]] = fields[1:]
         rows = []
         for key in keys:
             k = str(key)
@@ -83,13 +79,56 @@ def load_side_file(
             values = np.array(rows, dtype=np.float64).reshape(n, width)
         except ValueError as exc:
             raise DataFormatError(f"{path}: non-numeric {kind} value: {exc}") from None
-    if not np.isfinite(values).all():
-        raise DataFormatError(f"{path}: {kind} holds NaN or infinite values")
     if kind == "group":
-        if (values != np.round(values)).any() or (values < 0).any():
-            raise DataFormatError(f"{path}: group values must be non-negative integers")
+        values = values.astype(np.float64)
+        if not np.isfinite(values).all() or (values != np.round(values)).any() or (values < 0).any() or (values >= 2**31).any():
+            raise DataFormatError(f"{path}: group values must be integers in [0, 2**31)")
         return values.reshape(n).astype(np.int64)
-    return values.reshape(n, 5, 2).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = values.reshape(n, 5, 2).astype(np.float32)
+    if not np.isfinite(out).all():  # NaN/inf in the file, or beyond float32's range
+        raise DataFormatError(f"{path}: {kind} holds NaN, infinite or out-of-range values")
+    return out
+
+
+def _text_lines(path: Path) -> list[tuple[int, str]]:
+    """``(line number, line)`` of a UTF-8 text file; bytes that are not UTF-8 name their line."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        lineno = data.count(b"\n", 0, exc.start) + 1
+        raise DataFormatError(f"{path}, line {lineno}: not UTF-8 text") from None
+    # Universal newlines, as open() in text mode reads them.
+    return list(enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1))
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """A plain numeric ``.npy`` array; its header is checked against the file size before anything is allocated."""
+    from numpy.lib import format as npy_format
+
+    try:
+        with open(path, "rb") as f:
+            version = npy_format.read_magic(f)
+            read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+            data_start = f.tell()
+        if dtype.kind not in "biuf" or dtype.hasobject or dtype.fields is not None:
+            raise DataFormatError(f"{path}: .npy dtype {dtype} is not a plain number type")
+        count = 1
+        for dim in shape:
+            count *= int(dim)
+        size = path.stat().st_size
+        if data_start + count * dtype.itemsize > size:
+            raise DataFormatError(
+                f"{path}: .npy header announces shape {shape} ({count * dtype.itemsize} bytes of {dtype}) "
+                f"but the file holds {size - data_start} data bytes; truncated?"
+            )
+        return np.load(path, allow_pickle=False)
+    except DataFormatError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - numpy's header parser raises ValueError, SyntaxError, TokenError...
+        raise DataFormatError(f"{path}: not a plain numeric .npy array: {exc}") from None
 
 
 def resolve_path(root: Path, name: str | None) -> Path | None:

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from torch.utils.data import Dataset
-
 from fr_lightning.data.pairs import PairSet
-from fr_lightning.data.sources.base import TrainSource, ValSource
+from fr_lightning.data.sources.base import MapSource, ValSource
 
 if TYPE_CHECKING:
     from fr_lightning.data.synthetic import FaceRenderer
+    from fr_lightning.data.synthetic_sets import SyntheticFaceDataset
 
 __all__ = ["SyntheticSource", "SyntheticPairs", "default_val_sets", "group_val_sets"]
 
 
-class SyntheticSource(TrainSource):
+class SyntheticSource(MapSource):
     """Faces from the built-in parametric renderer (the default; nothing is downloaded).
 
     Args:
@@ -79,7 +78,7 @@ class SyntheticSource(TrainSource):
             options = merge_options(preset.train_kwargs(), options, self._DEFAULTS)
         return FaceRenderer(seed=self.seed, image_size=image_size, **options)
 
-    def dataset(self, image_size: int, hflip: bool) -> Dataset:
+    def dataset(self, image_size: int, hflip: bool) -> SyntheticFaceDataset:
         from fr_lightning.data.synthetic_sets import SyntheticFaceDataset
 
         return SyntheticFaceDataset(self.renderer(image_size), self.num_identities, self.samples_per_identity, hflip)

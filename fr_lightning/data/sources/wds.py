@@ -24,10 +24,11 @@ from torch.utils.data import IterableDataset, get_worker_info
 from fr_lightning.data.errors import DataFormatError
 from fr_lightning.data.formats.images import decode_image
 from fr_lightning.data.formats.wds import ShardIndex, WdsSample, iter_shard, read_shard_index
-from fr_lightning.data.sources.base import TrainSource
+from fr_lightning.batch import collate_faces
+from fr_lightning.data.resume import ResumableStreamLoader, epoch_key_base, index_key, key_uniform
+from fr_lightning.data.sources.base import FaceSet, Progress, TrainSource, resolve_ranks
 from fr_lightning.data.sources.samples import SkipCounter
 from fr_lightning.data.sources.wds_plan import batches_per_piece, piece_sizes, plan_epoch, resume_point
-from fr_lightning.data.resume import epoch_key_base, index_key, key_uniform
 from fr_lightning.data.transforms import _NORMALISED, Augment, hflip_landmarks, normalize_image, resize_face
 
 __all__ = ["WdsDataset", "WdsSource"]
@@ -37,12 +38,6 @@ log = logging.getLogger(__name__)
 # Layout of the shared state tensor.
 _EPOCH, _RESUME_BATCHES, _CURRENT, _PASSES = 0, 1, 2, 3
 _SLOTS = 64  # pass counters: slot 0 = main process, 1 + w = DataLoader worker w
-
-
-def _dist_rank_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 class WdsDataset(IterableDataset):
@@ -60,6 +55,7 @@ class WdsDataset(IterableDataset):
             rank, and so the step count, stays the same.
         rank: This process's rank (default: from ``torch.distributed``, else 0).
         world_size: Number of ranks (default: from ``torch.distributed``, else 1).
+        skip_counter: Where replaced samples are counted (default: a counter of its own).
     """
 
     def __init__(
@@ -73,6 +69,7 @@ class WdsDataset(IterableDataset):
         skip_corrupt: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
+        skip_counter: SkipCounter | None = None,
     ) -> None:
         self.uri = str(uri)
         self.index: ShardIndex = read_shard_index(self.uri)
@@ -82,13 +79,11 @@ class WdsDataset(IterableDataset):
         self.shuffle = shuffle
         self.shuffle_buffer = max(1, int(shuffle_buffer))
         self.skip_corrupt = skip_corrupt
-        dist_rank, dist_world = _dist_rank_world()
-        self.rank = dist_rank if rank is None else rank
-        self.world_size = dist_world if world_size is None else world_size
+        self.world_size, self.rank = resolve_ranks(world_size, rank)
         self.batch_size: int | None = None
         self.num_workers = 0
         self.drop_last = True
-        self.skip_counter = SkipCounter()
+        self.skip_counter = skip_counter if skip_counter is not None else SkipCounter()
         self._state = torch.full((_PASSES + _SLOTS,), 0, dtype=torch.int64).share_memory_()
         self._state[_CURRENT] = -1
         self._starts = self.index.starts
@@ -322,6 +317,8 @@ class WdsSource(TrainSource):
         self.skip_corrupt = skip_corrupt
         self.augment = augment
         self._index: ShardIndex | None = None
+        self._skips: SkipCounter | None = None
+        self._stream: tuple[tuple[int, bool, int, int], WdsDataset] | None = None
 
     @property
     def index(self) -> ShardIndex:
@@ -334,7 +331,17 @@ class WdsSource(TrainSource):
     def num_classes(self) -> int:
         return self.index.num_classes
 
-    def dataset(self, image_size: int, hflip: bool) -> WdsDataset:
+    @property
+    def skip_counter(self) -> SkipCounter | None:
+        """Counter of the corrupt samples replaced, when ``skip_corrupt`` is on (else None)."""
+        if not self.skip_corrupt:
+            return None
+        if self._skips is None:
+            self._skips = SkipCounter()
+        return self._skips
+
+    def dataset(self, image_size: int, hflip: bool, world_size: int | None = None, rank: int | None = None) -> WdsDataset:
+        """A new stream over the shards for ``rank`` of ``world_size`` (default: from ``torch.distributed``)."""
         augment = self.augment if self.augment is not None else Augment(hflip=hflip)
         return WdsDataset(
             self.uri,
@@ -344,4 +351,44 @@ class WdsSource(TrainSource):
             shuffle=self.shuffle,
             shuffle_buffer=self.shuffle_buffer,
             skip_corrupt=self.skip_corrupt,
+            rank=rank,
+            world_size=world_size,
+            skip_counter=self.skip_counter,
+        )
+
+    def loader(
+        self,
+        batch_size: int,
+        world_size: int | None = None,
+        rank: int | None = None,
+        seed: int = 0,
+        *,
+        image_size: int = 112,
+        hflip: bool = True,
+        num_workers: int = 0,
+        progress: Progress | None = None,
+        dataset: FaceSet | None = None,
+    ) -> ResumableStreamLoader:
+        """A :class:`~fr_lightning.data.resume.ResumableStreamLoader`: the epoch follows ``progress``
+        and checkpoints hold the stream's position. Order and shuffle use this source's ``seed``.
+
+        The stream is built once per (size, flip, ranks) and reused by later loaders, so its
+        epoch and resume state carry over (a second loader outside a trainer reads the next epoch).
+        """
+        self._refuse_dataset(dataset)
+        world, me = resolve_ranks(world_size, rank)
+        key = (int(image_size), bool(hflip), world, me)
+        if self._stream is None or self._stream[0] != key:
+            self._stream = (key, self.dataset(image_size, hflip, world, me))
+        stream = self._stream[1]
+        stream.bind_loader(batch_size, num_workers, drop_last=True)  # its epoch length follows the batching
+        return ResumableStreamLoader(
+            stream,
+            batch_size=batch_size,
+            progress=progress,
+            seed=self.seed,
+            drop_last=True,
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+            collate_fn=collate_faces,
         )
