@@ -70,8 +70,10 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
         ),
         "noise": Preset(
             name="noise",
-            summary="light nuisance so clean labels are fitted early; label noise makes memorisation show",
-            renderer={"nuisance_scale": 0.6},
+            summary="light nuisance so clean labels are fitted early; label noise makes memorisation show; colour varies per photo",
+            # Colour varies per photo as in `lowres`, so a colour histogram no longer identifies a face
+            # (70 % on its pairs before, a shortcut that low-resolution probes kept).
+            renderer={"colour_jitter": 1.0, "nuisance": _PHOTO_COLOUR, "nuisance_scale": 0.6},
             run={"label_noise": 0.4},
         ),
         "bias": Preset(
