@@ -6,6 +6,7 @@ never from the submodules, so the layout below this package can change without b
 
 from fr_lightning.data.align import TEMPLATE_112, align_face, similarity_transform, template, transform_points
 from fr_lightning.data.datamodule import FaceDataModule
+from fr_lightning.data.dual_loaders import DualLoaders
 from fr_lightning.data.errors import DataFormatError
 from fr_lightning.data.formats import (
     RecordIOReader,
@@ -26,8 +27,11 @@ from fr_lightning.data.pairs import PairImages, PairSet
 from fr_lightning.data.sources import (
     BinPairs,
     DaliSource,
+    FaceSet,
     FolderSource,
+    MapSource,
     RecordIOSource,
+    SkipCounter,
     SyntheticPairs,
     SyntheticSource,
     TrainSource,
@@ -46,15 +50,19 @@ __all__ = [
     "BinPairs",
     "DaliSource",
     "DataFormatError",
+    "DualLoaders",
     "FaceDataModule",
+    "FaceSet",
     "FolderSource",
     "LabelNoise",
+    "MapSource",
     "PairImages",
     "PairSet",
     "RecordIOReader",
     "RecordIOSet",
     "RecordIOSource",
     "RecordIOWriter",
+    "SkipCounter",
     "SyntheticPairs",
     "SyntheticSource",
     "TEMPLATE_112",
