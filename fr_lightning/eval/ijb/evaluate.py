@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from fr_lightning.eval.ijb.meta import IJBSet
+from fr_lightning.eval.ijb.insightface_1n import search_insightface_1n
 from fr_lightning.eval.ijb.protocol import IJB_FARS, identify_open_set, insightface_roc, pool_templates, tar_table, template_pair_scores
 
 __all__ = ["evaluate_ijb", "format_table", "log_wandb", "roc_points", "write_json"]
@@ -31,13 +32,17 @@ def evaluate_ijb(
     use_norm_score: bool = True,
     use_detector_score: bool = True,
     use_flip: bool = True,
+    one_to_n_protocol: str = "per-gallery",
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """1:1 TAR@FAR and AUC, plus open-set 1:N on each gallery when the set has 1:N lists.
+    """1:1 TAR@FAR and AUC, plus 1:N when the set has 1:N lists.
 
     Args:
         ijb: the protocol files.
         features: ``[N, 2, D]`` (image, mirrored image) or ``[N, D]`` per image, in ``ijb.names`` order.
         use_norm_score, use_detector_score, use_flip: insightface's N / D / F switches.
+        one_to_n_protocol: ``per-gallery`` (open-set search of each gallery, NIST definitions) or
+            ``insightface`` (the galleries merged and scored as insightface's ``ijb_1n.py``, the
+            protocol of most published 1:N numbers; :mod:`fr_lightning.eval.ijb.insightface_1n`).
 
     Returns:
         ``(results, scores)``: a JSON-ready dict and the ``[P]`` pair scores.
@@ -66,14 +71,24 @@ def evaluate_ijb(
         "1:1": one_to_one,
         "roc": {"fpr": rx, "tpr": ry},
     }
+    if one_to_n_protocol not in ("per-gallery", "insightface"):
+        raise ValueError(f"one_to_n_protocol must be 'per-gallery' or 'insightface', got {one_to_n_protocol!r}")
     if ijb.probes is not None:
         probe = ijb.probes
         pos = np.searchsorted(tids, probe.templates)
         one_to_n = {}
-        for name, gallery in ijb.galleries.items():
-            gpos = np.searchsorted(tids, gallery.templates)
-            one_to_n[name] = identify_open_set(tf[pos], probe.subjects, tf[gpos], gallery.subjects)
+        if one_to_n_protocol == "insightface":
+            templates = np.concatenate([g.templates for g in ijb.galleries.values()])
+            subjects = np.concatenate([g.subjects for g in ijb.galleries.values()])
+            gpos = np.searchsorted(tids, templates)
+            merged = "+".join(ijb.galleries) + " (ijb_1n.py)"
+            one_to_n[merged] = search_insightface_1n(tf[pos], probe.subjects, tf[gpos], subjects)
+        else:
+            for name, gallery in ijb.galleries.items():
+                gpos = np.searchsorted(tids, gallery.templates)
+                one_to_n[name] = identify_open_set(tf[pos], probe.subjects, tf[gpos], gallery.subjects)
         results["1:N"] = one_to_n
+        results["1:N protocol"] = one_to_n_protocol
     return results, scores
 
 
@@ -90,7 +105,8 @@ def format_table(results: dict[str, Any]) -> str:
     lines = [head, "  TAR (%) at FAR " + " ".join(f"{k.split('=')[1]:>6}" for k in keys) + "     AUC", "                 " + " ".join(_pct(results["1:1"][k]) for k in keys) + f"  {_pct(results['1:1']['auc'])}"]
     for name, r in results.get("1:N", {}).items():
         metric_keys = [k for k in r if k.startswith(("rank-", "tpir@"))]
-        lines.append(f"{results['target'].upper()} 1:N gallery {name} ({int(r['mated'])} mated / {int(r['non_mated'])} non-mated probes): " + "  ".join(f"{k} {_pct(r[k]).strip()}" for k in metric_keys))
+        protocol = "insightface ijb_1n.py, closed set" if results.get("1:N protocol") == "insightface" else "per gallery, open set"
+        lines.append(f"{results['target'].upper()} 1:N [{protocol}] gallery {name} ({int(r['mated'])} mated / {int(r['non_mated'])} non-mated probes): " + "  ".join(f"{k} {_pct(r[k]).strip()}" for k in metric_keys))
     return "\n".join(lines)
 
 
