@@ -13,7 +13,7 @@ import torch
 from fr_lightning.batch import FaceBatch
 from fr_lightning.data import PairSet
 from fr_lightning.eval.lowres import LowResEvaluation, rank1, select_pairs, verification_vs_resolution
-from fr_lightning.functional.lowres import degrade, degrade_to, degrade_uint8, logexp_distance, scale_sizes
+from fr_lightning.functional.lowres import degrade, degrade_to, logexp_distance, scale_sizes
 from fr_lightning.methods import LowRes, Method
 from tests.helpers import tiny_data, tiny_module, tiny_trainer
 
@@ -154,26 +154,6 @@ def test_degrade_tier_frequencies() -> None:
     expected = n * np.array(probs)
     chi2 = float(((counts - expected) ** 2 / expected).sum())
     assert chi2 < 13.8, (counts, chi2)  # chi-square, 2 degrees of freedom, p = 0.001
-
-
-def test_albumentations_transform_matches_the_tensor_path() -> None:
-    import albumentations as A
-
-    from fr_lightning.data.lowres_transform import RandomLowResolution
-
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (56, 56, 3), dtype=np.uint8)
-    transform = RandomLowResolution(sizes=[8, 16], probs=[0.5, 0.5], sizes_relative_to=0)
-    pipeline = A.Compose([transform], seed=5)
-    outs = [pipeline(image=image)["image"] for _ in range(200)]
-    refs = {s: degrade_uint8(image[None], s)[0] for s in (8, 16)}
-    hits = [next(s for s, r in refs.items() if np.array_equal(o, r)) for o in outs]
-    assert 60 < hits.count(8) < 140
-    again = A.Compose([RandomLowResolution(sizes=[8, 16], probs=[0.5, 0.5], sizes_relative_to=0)], seed=5)
-    assert all(np.array_equal(again(image=image)["image"], o) for o in outs[:5])
-    # Tiers at the 112-px reference: 14 -> 7 px on a 56-px image.
-    scaled = RandomLowResolution(sizes=[14], probs=[1.0])(image=image)["image"]
-    assert np.array_equal(scaled, degrade_uint8(image[None], 7)[0])
 
 
 # ----------------------------------------------------------- LowRes method

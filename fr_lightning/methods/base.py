@@ -1,4 +1,4 @@
-"""The `Method` contract (v2): a Lightning callback whose hooks run inside the training step."""
+"""The `Method` contract: a Lightning callback whose hooks run inside the training step."""
 
 from __future__ import annotations
 

@@ -22,7 +22,6 @@ from fr_lightning.functional.gabn import (
 )
 from fr_lightning.functional.reduce import reduce_loss
 from fr_lightning.methods.base import Method, register
-from fr_lightning.methods.features import feature_map_shape
 
 if TYPE_CHECKING:
     from fr_lightning.module import FaceRecognitionModule
@@ -133,7 +132,7 @@ class GABN(Method):
         """The group discriminator (sized from the feature map), or None without the adversarial part."""
         if not self.adversarial:
             return None
-        _, h, w = feature_map_shape(module.backbone)
+        _, h, w = module.backbone.feature_shape()  # the feature map's shape at input_size, without a pass
         return GroupDiscriminator(h * w, self.num_groups, self.hidden)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

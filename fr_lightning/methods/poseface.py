@@ -17,7 +17,6 @@ from fr_lightning.functional.pose import (
     yaw_proxy,
 )
 from fr_lightning.methods.base import Method, register
-from fr_lightning.methods.features import feature_channels
 from fr_lightning.utils.dist import all_reduce_sum
 
 if TYPE_CHECKING:
@@ -131,7 +130,7 @@ class PoseFace(Method):
         histogram = PoseHistogram(POSE_BINS, self.ema) if self.adaptive == "weights" else None
         if not self.disentangle and histogram is None:
             return None
-        channels = feature_channels(module.backbone) if self.disentangle else 0
+        channels = module.backbone.feature_info.channels if self.disentangle else 0
         return PoseBranch(channels, self.code_dim, self.disentangle, histogram)
 
     # -------------------------------------------------------------- Method hooks
