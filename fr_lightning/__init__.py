@@ -2,6 +2,8 @@
 
 import os as _os
 
+# The one place it is set: every module of the package imports this file first, so albumentations
+# (imported by the data transforms) never phones home for updates.
 _os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from fr_lightning.batch import FaceBatch  # noqa: E402

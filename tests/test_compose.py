@@ -18,7 +18,7 @@ from fr_lightning.heads import AdaFace
 from fr_lightning.backbones import iresnet18
 from fr_lightning.methods import KD, METHODS, CoTeaching, LowRes, Method
 from fr_lightning.module import FaceRecognitionModule
-from fr_lightning.tools.config_compose import compose, compose_files
+from fr_lightning.cli.compose import compose, compose_files
 from tests.helpers import tiny_data, tiny_module, tiny_teacher, tiny_teacher_backbone, tiny_trainer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,7 +26,7 @@ from fr_lightning.data import (
     read_shard_index,
 )
 from fr_lightning.data.formats.wds import iter_shard
-from fr_lightning.tools import data_cli
+from fr_lightning.cli import data as data_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = ["synth-lfw", "synth-cfpfp", "synth-lowres", "synth-rfw-g0", "synth-rfw-g1", "synth-rfw-g2", "synth-rfw-g3"]

@@ -14,10 +14,10 @@ pytest.importorskip("onnxruntime")
 
 from fr_lightning.data import template  # noqa: E402
 from fr_lightning.deploy import load_model  # noqa: E402
-from fr_lightning.deploy.embed_cli import main as embed_main  # noqa: E402
-from fr_lightning.deploy.embed_cli import order_file  # noqa: E402
+from fr_lightning.cli.embed import main as embed_main  # noqa: E402
+from fr_lightning.cli.embed import order_file  # noqa: E402
 from fr_lightning.deploy.images import load_face, normalize  # noqa: E402
-from fr_lightning.deploy.verify_cli import main as verify_main  # noqa: E402
+from fr_lightning.cli.verify import main as verify_main  # noqa: E402
 from tests.test_export import SIZE, exported_run, synthetic_faces  # noqa: E402
 
 
@@ -149,7 +149,7 @@ def test_embed_onnx_equals_fr_predict(tmp_path: Path, monkeypatch: pytest.Monkey
     """``fr fit`` a few steps, ``fr predict`` the checkpoint, ``fr export`` + ``fr embed`` the same images."""
     from fr_lightning.cli import cli_main
     from fr_lightning.data import SyntheticPairs
-    from fr_lightning.tools import export as export_tool
+    from fr_lightning.cli import export as export_tool
 
     monkeypatch.chdir(tmp_path)
     args = [

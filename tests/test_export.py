@@ -26,7 +26,7 @@ from fr_lightning.deploy.formats import run_onnx  # noqa: E402
 from fr_lightning.deploy.images import normalize  # noqa: E402
 from fr_lightning.heads import ArcFace  # noqa: E402
 from fr_lightning.module import FaceRecognitionModule  # noqa: E402
-from fr_lightning.tools import export as export_tool  # noqa: E402
+from fr_lightning.cli import export as export_tool  # noqa: E402
 
 SIZE = 56
 TINY_BACKBONE = {"class_path": "fr_lightning.backbones.IResNet", "init_args": {"layers": [1, 1, 1, 1], "width": 0.125, "input_size": SIZE, "embedding_dim": 32}}

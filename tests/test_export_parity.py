@@ -22,7 +22,7 @@ from fr_lightning.deploy import check_insightface_contract, compare, load_model 
 from fr_lightning.deploy.checkpoint import _build_module  # noqa: E402
 from fr_lightning.deploy.formats import run_onnx  # noqa: E402
 from fr_lightning.deploy.images import normalize  # noqa: E402
-from fr_lightning.tools import export as export_tool  # noqa: E402
+from fr_lightning.cli import export as export_tool  # noqa: E402
 from tests.test_export import SIZE, TINY_BACKBONE, calibrate, synthetic_faces, write_run  # noqa: E402
 
 

@@ -16,7 +16,7 @@ FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from fr_lightning.tools.data_cli import main as data_main
+    from fr_lightning.cli.data import main as data_main
 
     root = tmp_path_factory.mktemp("ijbc")
     data_main(["synth-ijb", str(root), "--subjects", "10", "--impostor-ratio", "8", "--seed", "3"])  # fr data synth-ijb
@@ -247,7 +247,7 @@ def test_feature_cache_resumes_after_interrupt(tmp_path: Path, synth: Path) -> N
 def test_run_ijb_writes_json_scores_and_table(tmp_path: Path, synth: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from fr_lightning.tools.eval_cli import run_ijb
+    from fr_lightning.cli.eval import run_ijb
 
     ckpt = tmp_path / "fake.ckpt"
     ckpt.write_bytes(b"weights")  # only keys the cache here
@@ -272,7 +272,7 @@ def test_fr_eval_ijb_command(tmp_path: Path, synth: Path, capsys: pytest.Capture
     import yaml
 
     from fr_lightning.cli import cli_main
-    from fr_lightning.tools.eval_cli import main
+    from fr_lightning.cli.eval import main
 
     config = {
         "model": {

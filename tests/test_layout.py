@@ -207,3 +207,68 @@ def test_the_path_pattern_sees_references_and_skips_placeholders() -> None:
     assert found == ["docs/formats.md", "recipes/arcface.yaml", "configs/heads", "fr_lightning/module.py"]
     # A placeholder is cut back to the folder before it; output folders are not .py files.
     assert [m.group(1) for m in PATH.finditer("configs/data/*.yaml and experiments/out/runs")] == ["configs/data"]
+
+
+def test_no_module_outside_the_cli_package_imports_it() -> None:
+    """The command line sits on top: library packages never import ``fr_lightning.cli``."""
+    graph = import_graph()
+    assert "fr_lightning.cli.train" in graph and "fr_lightning.cli" in graph
+    offenders = sorted(
+        f"{name} imports {target}"
+        for name, targets in graph.items()
+        if not (name == "fr_lightning.cli" or name.startswith("fr_lightning.cli."))
+        for target in targets
+        if target == "fr_lightning.cli" or target.startswith("fr_lightning.cli.")
+    )
+    assert not offenders, "library modules importing the command line: " + "; ".join(offenders)
+
+
+def test_the_cli_finder_sees_an_upward_import() -> None:
+    """The check above reads function-level imports too (the old eval/ijb/model.py imported the CLI inside a function)."""
+    tree = ast.parse("def load():\n    from fr_lightning.cli import cli_main\n")
+    found = [n.module for n in _imports(tree.body) if isinstance(n, ast.ImportFrom)]
+    assert found == ["fr_lightning.cli"]
+
+
+def _explicit_imports(package: str) -> set[str]:
+    """Submodules ``package/__init__.py`` imports by name (``from <package>.<sub> import ...``)."""
+    init = PACKAGE / package.split(".", 1)[1].replace(".", "/") / "__init__.py"
+    found = set()
+    for node in ast.parse(init.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(package + "."):
+            found.add(node.module.rpartition(".")[2])
+    return found
+
+
+def _component_files(package: str, skip: set[str]) -> set[str]:
+    folder = PACKAGE / package.split(".", 1)[1].replace(".", "/")
+    return {p.stem for p in folder.glob("*.py") if not p.stem.startswith("_") and p.stem not in skip}
+
+
+@pytest.mark.parametrize("package, registry", [("fr_lightning.heads", "HEADS"), ("fr_lightning.backbones", "BACKBONES")])
+def test_registries_and_explicit_imports_agree(package: str, registry: str) -> None:
+    """Every component file is imported by name in the package ``__init__`` (no pkgutil scan), and
+    what the registry holds is exactly what those imports bring in and re-export."""
+    module = importlib.import_module(package)
+    imported = _explicit_imports(package)
+    files = _component_files(package, {"base"})
+    assert files - imported == set(), f"{package}/__init__.py does not import {sorted(files - imported)}"
+    entries = getattr(module, registry)
+    homes = {obj.__module__.rpartition(".")[2] for obj in entries.values()}
+    assert homes == files, f"{registry} has entries from {sorted(homes)}, the package has component files {sorted(files)}"
+    exported = set(module.__all__)
+    missing = sorted(obj.__name__ for obj in entries.values() if obj.__name__ not in exported or getattr(module, obj.__name__) is not obj)
+    assert not missing, f"{package} does not re-export {missing} (add them to its imports and __all__)"
+    for sub in files:  # a component file's own __all__ is re-exported whole
+        names = getattr(importlib.import_module(f"{package}.{sub}"), "__all__", [])
+        assert set(names) <= exported, f"{package}.{sub}.__all__ names {sorted(set(names) - exported)} that {package} does not re-export"
+
+
+def test_the_methods_package_exports_every_registered_method() -> None:
+    """``methods/__init__.py`` imports each method explicitly; the registry and the exports agree."""
+    methods = importlib.import_module("fr_lightning.methods")
+    in_package = {name: cls for name, cls in methods.METHODS.items() if cls.__module__.startswith("fr_lightning.methods.")}
+    assert in_package, "no method registered from fr_lightning.methods"
+    missing = sorted(cls.__name__ for cls in in_package.values() if getattr(methods, cls.__name__, None) is not cls)
+    assert not missing, f"fr_lightning.methods does not re-export {missing}"
+    assert {cls.__module__.rpartition(".")[2] for cls in in_package.values()} <= _explicit_imports("fr_lightning.methods")

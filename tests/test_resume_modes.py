@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fr_lightning.tools import data_cli
+from fr_lightning.cli import data as data_cli
 from fr_lightning.tracking.resume import find_last_checkpoint
 from tests.test_cli import ROOT
 from tests.test_resume import STEPS, _assert_identical, _final, _fit, _fit_ddp

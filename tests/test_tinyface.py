@@ -15,7 +15,7 @@ from fr_lightning.eval.tinyface import load_tinyface, rank_accuracy
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from fr_lightning.tools.data_cli import main as data_main
+    from fr_lightning.cli.data import main as data_main
 
     root = tmp_path_factory.mktemp("tinyface")
     data_main(["synth-tinyface", str(root), "--identities", "12", "--distractors", "30", "--seed", "1"])  # fr data synth-tinyface
@@ -60,7 +60,7 @@ def test_bad_layout_errors(tmp_path: Path, tiny: Path) -> None:
 
 
 def test_run_tinyface(tmp_path: Path, tiny: Path) -> None:
-    from fr_lightning.tools.eval_cli import run_tinyface
+    from fr_lightning.cli.eval import run_tinyface
 
     class MeanColour:
         image_size = 16

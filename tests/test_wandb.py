@@ -86,7 +86,7 @@ def test_fit_run_has_config_summary_table_and_clean_finish(tmp_path: Path, monke
     # fr validate logs into its own run, named the same way.
     last = tmp_path / "runs" / "fr-lightning" / run.run_id / "checkpoints" / "last.ckpt"
     # fr eval ijb|tinyface name their runs after the fit run that wrote the checkpoint.
-    from fr_lightning.tools.eval_cli import eval_run_naming
+    from fr_lightning.cli.eval import eval_run_naming
 
     assert eval_run_naming(last, "fallback") == {"name": run.name, "group": "arcface"}
     assert eval_run_naming(tmp_path / "missing.ckpt", "fallback") == {"name": "fallback"}

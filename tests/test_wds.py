@@ -32,7 +32,7 @@ from fr_lightning.data import (
 )
 from fr_lightning.data.formats.wds import iter_shard
 from fr_lightning.data.sources.wds_plan import batches_per_piece, piece_sizes, plan_epoch, resume_point
-from fr_lightning.tools import data_cli
+from fr_lightning.cli import data as data_cli
 
 SIZE = 16
 

@@ -6,28 +6,47 @@ class (or, from Python, a factory)::
 
     backbone:
       class_path: fr_lightning.backbones.IResNet
-      init_args: {layers: [2, 2, 2, 2], width: 0.25, input_size: 56}
+      init_args: {layers: [2, 2, 2, 2], width: 0.25, embedding_dim: 128}
 
-Adding a backbone is one file in this package: its factories carry ``@register_backbone``
-(which lists them in ``BACKBONES``, the registry the tests are generated from) and its
-``__all__`` names what this package re-exports. Every module here not starting with ``_`` is
-imported below.
+(``input_size`` comes from ``data.image_size``: the command line links them.) Adding a backbone
+is one file in this package, whose factories carry ``@register_backbone`` (which lists them in
+``BACKBONES``, the registry the tests are generated from), plus its import lines below.
+``tests/test_layout.py`` checks that the imports below and the registry agree.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from fr_lightning.backbones.base import BACKBONES, FaceBackbone, FeatureInfo, register_backbone
+from fr_lightning.backbones.iresnet import IBasicBlock, IResNet, iresnet18, iresnet34, iresnet50, iresnet100, iresnet200
+from fr_lightning.backbones.mobilefacenet import (
+    GDC,
+    ConvBlock,
+    DepthWise,
+    LinearBlock,
+    MobileFaceNet,
+    Residual,
+    mobilefacenet,
+    mobilefacenet_large,
+)
 
-__all__ = ["BACKBONES", "FaceBackbone", "FeatureInfo", "register_backbone"]
-
-for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-    if _info.name.startswith("_") or _info.name == "base":
-        continue
-    _module = importlib.import_module(f"{__name__}.{_info.name}")
-    for _name in _module.__all__:
-        globals()[_name] = getattr(_module, _name)
-        __all__.append(_name)
-del _info, _module, _name
+__all__ = [
+    "BACKBONES",
+    "GDC",
+    "ConvBlock",
+    "DepthWise",
+    "FaceBackbone",
+    "FeatureInfo",
+    "IBasicBlock",
+    "IResNet",
+    "LinearBlock",
+    "MobileFaceNet",
+    "Residual",
+    "iresnet18",
+    "iresnet34",
+    "iresnet50",
+    "iresnet100",
+    "iresnet200",
+    "mobilefacenet",
+    "mobilefacenet_large",
+    "register_backbone",
+]

@@ -12,9 +12,6 @@ from torch import Tensor
 
 from fr_lightning.data.resume import key_uniform
 
-# albumentations (imported lazily by Augment) must not phone home for updates.
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-
 #: insightface's 5-point order: left eye, right eye, nose, left mouth, right mouth.
 #: A horizontal flip swaps left and right.
 FLIP_ORDER = (1, 0, 2, 4, 3)

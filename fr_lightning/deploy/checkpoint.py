@@ -10,15 +10,18 @@ data, which need not exist where the model is deployed) is never needed.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
+import yaml
 from torch import nn
 
-__all__ = ["LoadedModel", "find_run_config", "load_model", "read_config"]
+from fr_lightning.deploy.weights import WeightsFile, read_weights
+
+__all__ = ["LoadedModel", "build_module", "find_run_config", "load_model", "read_run_config"]
 
 
 @dataclass
@@ -30,7 +33,7 @@ class LoadedModel:
         network: ``module.embedding_network()`` in eval mode (``images [B, 3, S, S] -> [B, D]``).
         image_size: side ``S`` of the square input images.
         embedding_dim: ``D``.
-        config_files: the YAML files the module was built from.
+        config_files: the saved run config it was built from (empty when a config was given).
     """
 
     module: nn.Module
@@ -49,29 +52,13 @@ def find_run_config(checkpoint: str | Path) -> Path | None:
     return None
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """Later files override earlier ones key by key (mappings merge, everything else replaces)."""
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def read_config(paths: Sequence[str | Path]) -> dict[str, Any]:
-    """Read and merge config files in order, as repeated ``fr fit --config`` composes them
-    (``extends`` expanded, ``trainer.callbacks`` appended; :mod:`fr_lightning.tools.config_compose`)."""
-    from fr_lightning.tools.config_compose import compose_files
-
-    for p in paths:
-        if not Path(p).is_file():
-            raise FileNotFoundError(f"config file {p} does not exist")
-    merged: dict[str, Any] = {}
-    for _, data in compose_files(list(paths)):
-        merged = _merge(merged, data)
-    return merged
+def read_run_config(path: str | Path) -> dict[str, Any]:
+    """A run's saved ``config.yaml`` (already resolved by ``fr fit``: plain YAML, no composition)."""
+    path = Path(path)
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a YAML mapping at the top level")
+    return data
 
 
 def _method_class(class_path: str) -> type | None:
@@ -119,13 +106,48 @@ def _embedding_methods(callbacks: object, source: str) -> list[object]:
     return methods
 
 
-def _build_module(config: dict[str, Any], source: str) -> nn.Module:
-    """Instantiate ``config['model']`` (class_path + init_args) with jsonargparse, as the CLI does."""
+def _accepts(class_path: object, argument: str) -> bool:
+    """Whether the class (or factory) named by ``class_path`` takes ``argument``."""
+    if not isinstance(class_path, str) or "." not in class_path:
+        return False
+    target = _method_class(class_path)
+    try:
+        return target is not None and argument in inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _linked_model_section(config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``config['model']`` with the CLI's parse-time link applied: ``data.image_size`` -> backbone ``input_size``.
+
+    ``fr fit`` saves the linked value only on the data side, so a saved config.yaml needs this
+    to rebuild the backbone at the size it was trained at.
+    """
+    model = config.get("model")
+    if not isinstance(model, dict):
+        return None
+    data = config.get("data")
+    data_args = data.get("init_args") if isinstance(data, dict) else None
+    size = data_args.get("image_size") if isinstance(data_args, dict) else None
+    args = model.get("init_args") if isinstance(model.get("init_args"), dict) else None
+    backbone = args.get("backbone") if args else None
+    if size is None or not isinstance(backbone, dict) or not _accepts(backbone.get("class_path"), "input_size"):
+        return model
+    linked_backbone = {**backbone, "init_args": {**(backbone.get("init_args") or {}), "input_size": int(size)}}
+    return {**model, "init_args": {**args, "backbone": linked_backbone}}
+
+
+def build_module(config: Mapping[str, Any], source: str) -> nn.Module:
+    """Instantiate ``config['model']`` (class_path + init_args) with jsonargparse, as the CLI does.
+
+    Methods among ``trainer.callbacks`` that define their own evaluation embedding are attached
+    (their parts are part of the network); the rest only shape training and are not built.
+    """
     import lightning.pytorch as pl
     from lightning.pytorch.cli import LightningArgumentParser
 
-    model_cfg = config.get("model")
-    if not isinstance(model_cfg, dict):
+    model_cfg = _linked_model_section(config)
+    if model_cfg is None:
         raise ValueError(f"{source}: no 'model' section (class_path + init_args) to rebuild the network from")
     parser = LightningArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(pl.LightningModule, "model", required=True)
@@ -142,12 +164,9 @@ def _build_module(config: dict[str, Any], source: str) -> nn.Module:
     return module
 
 
-def _load_embedding_weights(module: nn.Module, checkpoint: Path, hint: str) -> None:
+def _load_embedding_weights(module: nn.Module, weights: WeightsFile, hint: str) -> None:
     """Copy the checkpoint tensors that ``module.embedding_network()`` uses; fail naming missing or misshapen keys."""
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise ValueError(f"{checkpoint} is not a Lightning checkpoint (no 'state_dict' entry)")
+    checkpoint, state = weights.path, weights.state
     net = module.embedding_network()
     ids = {id(t) for t in [*net.parameters(), *net.buffers()]}
     own = {n: t for n, t in [*module.named_parameters(), *module.named_buffers()] if id(t) in ids}
@@ -165,33 +184,41 @@ def _load_embedding_weights(module: nn.Module, checkpoint: Path, hint: str) -> N
     module.load_state_dict({n: state[n] for n in own}, strict=False)
 
 
-def load_model(checkpoint: str | Path, configs: Sequence[str | Path] = ()) -> LoadedModel:
+def load_model(checkpoint: str | Path, config: Mapping[str, Any] | None = None, source: str | None = None) -> LoadedModel:
     """Rebuild the module of ``checkpoint`` and return its evaluation embedding network in eval mode.
+
+    This is the one way every command that takes a ``.ckpt`` (``fr embed``, ``verify``, ``eval``,
+    ``export``) rebuilds the trained network.
 
     Args:
         checkpoint: a ``.ckpt`` written by ``fr fit``.
-        configs: YAML files describing the model (e.g. the recipe); default: the run's saved
-            ``config.yaml`` beside the checkpoint's ``checkpoints/`` folder.
+        config: the configuration describing the model (``model`` section, optionally ``data``
+            and ``trainer.callbacks``), e.g. recipes composed by the command line; default: the
+            run's saved ``config.yaml`` beside the checkpoint's ``checkpoints/`` folder.
+        source: what ``config`` came from, for error messages.
 
     Raises:
-        FileNotFoundError: the checkpoint or a config file does not exist, or no config was found.
+        FileNotFoundError: the checkpoint does not exist, or no config was given or found.
         ValueError: the config cannot build a model, or the checkpoint does not fit it.
     """
     ckpt = Path(checkpoint)
     if not ckpt.is_file():
         raise FileNotFoundError(f"checkpoint {ckpt} does not exist")
-    files = [Path(c) for c in configs]
-    if not files:
+    files: list[Path] = []
+    if config is None:
         found = find_run_config(ckpt)
         if found is None:
             raise FileNotFoundError(
                 f"no config.yaml next to {ckpt.parent} (fr fit saves it in the run folder); pass the recipe with --config"
             )
-        files = [found]
-    source = " + ".join(str(f) for f in files)
-    module = _build_module(read_config(files), source)
+        config, source, files = read_run_config(found), str(found), [found]
+    source = source or "the given config"
+    weights = read_weights(ckpt)
+    if weights.kind != "checkpoint":
+        raise ValueError(f"{ckpt} is a bare backbone state_dict, not a checkpoint of fr fit; name its architecture with --backbone")
+    module = build_module(config, source)
     hint = f"does {source} describe the network this checkpoint was trained with?"
-    _load_embedding_weights(module, ckpt, hint)
+    _load_embedding_weights(module, weights, hint)
     module.eval()
     network = module.embedding_network().eval()
     for p in module.parameters():
@@ -199,15 +226,14 @@ def load_model(checkpoint: str | Path, configs: Sequence[str | Path] = ()) -> Lo
     backbone = getattr(module, "backbone", network)
     size = getattr(backbone, "input_size", None)
     if size is None:
-        data = config_image_size(read_config(files))
-        if data is None:
+        size = config_image_size(config)
+        if size is None:
             raise ValueError(f"{source}: cannot tell the input image size (no backbone input_size or data image_size)")
-        size = data
     dim = int(getattr(network, "embedding_dim", getattr(backbone, "embedding_dim", 0)))
     return LoadedModel(module, network, int(size), dim, files)
 
 
-def config_image_size(config: dict[str, Any]) -> int | None:
+def config_image_size(config: Mapping[str, Any]) -> int | None:
     """``data.init_args.image_size`` of a config, if present."""
     data = config.get("data")
     args = data.get("init_args") if isinstance(data, dict) else None

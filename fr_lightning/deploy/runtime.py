@@ -1,20 +1,25 @@
-"""Embed normalised images with an ``.onnx`` graph, a TorchScript file or a training checkpoint.
+"""Embed faces with any model file a command takes: a training ``.ckpt``, a ``backbone.pth``
+(``--backbone NAME``), an ``.onnx`` graph (``fr export``'s or insightface's) or a TorchScript file.
 
 Every embedder takes float32 ``[B, 3, S, S]`` images normalised as ``(x - 127.5) / 127.5`` and
 offers the raw embedding and the evaluation embedding used everywhere in this project: the
-flip test (raw embedding of the image plus that of its mirror), L2-normalised.
+flip test (raw embedding of the image plus that of its mirror), L2-normalised. Calling an
+embedder on uint8 RGB crops ``[B, S, S, 3]`` gives the raw embeddings of each crop and its
+mirror, ``[B, 2, D]``, which the IJB and TinyFace evaluators pool themselves.
+:func:`load_embedder` is the one entry point: ``fr embed``, ``fr verify`` and ``fr eval`` use it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["CheckpointEmbedder", "Embedder", "OnnxEmbedder", "TorchScriptEmbedder", "load_embedder"]
+__all__ = ["BackboneEmbedder", "CheckpointEmbedder", "Embedder", "OnnxEmbedder", "TorchScriptEmbedder", "load_embedder"]
 
 #: Suffixes read as TorchScript files.
 TORCHSCRIPT_SUFFIXES = (".pt", ".ts", ".torchscript")
@@ -46,6 +51,15 @@ class Embedder(ABC):
         n = len(images)
         both = self.raw(np.concatenate([images, images[..., ::-1]]))
         return l2_normalize(both[:n].astype(np.float64) + both[n:])
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        """Raw embeddings ``[B, 2, D]`` float32 of uint8 RGB crops ``[B, S, S, 3]`` and their mirrors."""
+        from fr_lightning.deploy.images import normalize
+
+        x = normalize(crops)
+        n = len(x)
+        both = self.raw(np.concatenate([x, x[..., ::-1]]))
+        return np.stack([both[:n], both[n:]], axis=1).astype(np.float32)
 
 
 class OnnxEmbedder(Embedder):
@@ -79,8 +93,16 @@ class OnnxEmbedder(Embedder):
         self.image_size = int(shape[2])
         self.fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
         self.input_type = np.float16 if "float16" in first.type else np.float32
+        # insightface's rule: a graph whose first nodes subtract and multiply takes raw pixels
+        # (mean 0, std 1); any other takes (x - 127.5) / 127.5, this project's contract.
+        from fr_lightning.deploy.insightface import insightface_view
+
+        view = insightface_view(self.source)
+        self.input_mean, self.input_std = float(view.input_mean), float(view.input_std)
 
     def raw(self, images: np.ndarray) -> np.ndarray:
+        if (self.input_mean, self.input_std) != (127.5, 127.5):
+            images = (np.asarray(images, np.float32) * np.float32(127.5) + np.float32(127.5) - np.float32(self.input_mean)) / np.float32(self.input_std)
         x = np.ascontiguousarray(images, dtype=self.input_type)
         if self.fixed_batch is None:
             return self.session.run(None, {self.input_name: x})[0].astype(np.float32)
@@ -91,13 +113,15 @@ class OnnxEmbedder(Embedder):
 
 
 class _TorchEmbedder(Embedder):
-    """Shared torch execution (CPU, no autograd)."""
+    """Shared torch execution (no autograd) on ``device``."""
 
     network: torch.nn.Module
+    device: torch.device = torch.device("cpu")
 
     def raw(self, images: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return self.network(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))).float().numpy()
+            x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(self.device)
+            return self.network(x).float().cpu().numpy()
 
 
 class TorchScriptEmbedder(_TorchEmbedder):
@@ -106,57 +130,122 @@ class TorchScriptEmbedder(_TorchEmbedder):
     Args:
         path: the TorchScript file.
         image_size: input side (TorchScript files do not record it).
+        device: where to run it.
     """
 
-    def __init__(self, path: str | Path, image_size: int) -> None:
+    def __init__(self, path: str | Path, image_size: int, device: str | torch.device = "cpu") -> None:
         self.source = Path(path)
-        self.network = torch.jit.load(str(self.source), map_location="cpu").eval()
+        self.device = torch.device(device)
+        self.network = torch.jit.load(str(self.source), map_location=self.device).eval()
         self.image_size = int(image_size)
 
 
+class BackboneEmbedder(_TorchEmbedder):
+    """A bare backbone ``state_dict`` (insightface's ``backbone.pth``, or ``fr export``'s) and its architecture.
+
+    Args:
+        path: the ``.pth`` file.
+        backbone: registered backbone name (``iresnet50``, ``mobilefacenet``, ...).
+        image_size: input side; default 112 when the weights allow it.
+        device: where to run it.
+    """
+
+    def __init__(self, path: str | Path, backbone: str, image_size: int | None = None, device: str | torch.device = "cpu") -> None:
+        from fr_lightning.deploy.weights import build_named_backbone, read_weights
+
+        weights = read_weights(path)
+        self.source = Path(path)
+        self.device = torch.device(device)
+        net = build_named_backbone(backbone, weights.backbone_state(), self.source, image_size)
+        self.network = net.to(self.device).eval().requires_grad_(False)
+        self.image_size = int(net.input_size)
+
+
 class CheckpointEmbedder(_TorchEmbedder):
-    """A training checkpoint, rebuilt with its run's ``config.yaml`` (or ``configs``).
+    """A training checkpoint, rebuilt by :func:`fr_lightning.deploy.checkpoint.load_model`.
 
     ``flip_test`` is the module's own ``predict_step`` (what ``fr predict`` returns).
 
     Args:
         path: the ``.ckpt`` file.
-        configs: YAML files describing the model (default: the run's saved config).
+        config: the model description (default: the run's saved ``config.yaml``).
+        source: what ``config`` came from (named in errors).
+        device: where to run it.
     """
 
-    def __init__(self, path: str | Path, configs: Sequence[str | Path] = ()) -> None:
+    def __init__(
+        self, path: str | Path, config: Mapping[str, Any] | None = None, source: str | None = None, device: str | torch.device = "cpu"
+    ) -> None:
         from fr_lightning.deploy.checkpoint import load_model
 
         self.source = Path(path)
-        self.loaded = load_model(path, configs)
+        self.device = torch.device(device)
+        self.loaded = load_model(path, config, source)
+        self.loaded.module.to(self.device)
         self.network = self.loaded.network
         self.image_size = self.loaded.image_size
 
     def flip_test(self, images: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
-            return self.loaded.module.predict_step({"images": x}, 0).float().numpy()
+            x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(self.device)
+            return self.loaded.module.predict_step({"images": x}, 0).float().cpu().numpy()
 
 
-def load_embedder(path: str | Path, configs: Sequence[str | Path] = (), threads: int | None = None, image_size: int | None = None) -> Embedder:
-    """An embedder for ``path`` by its suffix: ``.onnx``, ``.ckpt`` or TorchScript (``.pt``/``.ts``).
+#: Suffixes read as bare backbone state dicts.
+BACKBONE_SUFFIXES = (".pth",)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; anything else unchanged."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def load_embedder(
+    path: str | Path,
+    config: Mapping[str, Any] | None = None,
+    source: str | None = None,
+    threads: int | None = None,
+    image_size: int | None = None,
+    backbone: str | None = None,
+    device: str = "cpu",
+) -> Embedder:
+    """An embedder for the model file ``path``, by its suffix.
+
+    ``.ckpt`` (rebuilt from ``config``, default its run's config.yaml), ``.pth`` (a bare backbone
+    state_dict; ``backbone`` names its architecture), ``.onnx`` (this project's graphs and
+    insightface's recognition graphs) and TorchScript ``.pt``/``.ts`` (``image_size`` needed).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: an unknown suffix, or TorchScript without ``image_size``.
+        ValueError: an unknown suffix, a missing ``backbone``/``image_size``, or weights that do not fit.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} does not exist")
     if threads:
         torch.set_num_threads(int(threads))
+    device = resolve_device(device)
     suffix = path.suffix.lower()
+    if backbone is not None and suffix not in BACKBONE_SUFFIXES:
+        raise ValueError(f"{path}: --backbone applies to a bare backbone state_dict (.pth), not to a '{suffix}' file")
+    if config is not None and suffix != ".ckpt":
+        raise ValueError(f"{path}: --config applies to a .ckpt of fr fit, not to a '{suffix}' file")
     if suffix == ".onnx":
+        if device != "cpu":
+            return OnnxEmbedder(path, threads, ("CUDAExecutionProvider", "CPUExecutionProvider"))
         return OnnxEmbedder(path, threads)
     if suffix == ".ckpt":
-        return CheckpointEmbedder(path, configs)
+        return CheckpointEmbedder(path, config, source, device)
+    if suffix in BACKBONE_SUFFIXES:
+        if backbone is None:
+            from fr_lightning.backbones import BACKBONES
+
+            raise ValueError(f"{path}: a backbone.pth holds no architecture; name it with --backbone ({', '.join(BACKBONES)})")
+        return BackboneEmbedder(path, backbone, image_size, device)
     if suffix in TORCHSCRIPT_SUFFIXES:
         if image_size is None:
             raise ValueError(f"{path}: a TorchScript file does not record its input size; pass --image-size")
-        return TorchScriptEmbedder(path, image_size)
-    raise ValueError(f"{path}: unknown model type '{suffix}' (expected .onnx, .ckpt or a TorchScript .pt/.ts)")
+        return TorchScriptEmbedder(path, image_size, device)
+    raise ValueError(f"{path}: unknown model type '{suffix}' (expected .ckpt, .pth with --backbone, .onnx, or TorchScript .pt/.ts)")

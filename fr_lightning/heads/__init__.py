@@ -1,24 +1,48 @@
 """Margin heads: turn cosines ``[B, C]`` into scaled logits (or a per-sample loss for SFace).
 
 Every head follows :class:`MarginHead`'s contract. Adding a head is one file in this package
-whose class carries ``@register_head``: that lists it in ``HEADS`` under the file's name (also
-the ``configs/heads/<name>.yaml`` name, underscores written as hyphens; the tests are generated
-from ``HEADS``) and this package re-exports it by class name, so YAML can say
-``class_path: fr_lightning.heads.<Class>``. Every module here except ``base`` is imported below.
+whose class carries ``@register_head`` (that lists it in ``HEADS`` under the file's name, also the
+``configs/heads/<name>.yaml`` name with underscores written as hyphens; the tests are generated
+from ``HEADS``) plus one import line below, so YAML can say ``class_path: fr_lightning.heads.<Class>``.
+``tests/test_layout.py`` checks that the imports below and the registry list the same heads.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from fr_lightning.heads.adaface import AdaFace
+from fr_lightning.heads.adasin import AdaSin
+from fr_lightning.heads.arcface import ArcFace
 from fr_lightning.heads.base import HEADS, MarginHead, register_head
+from fr_lightning.heads.combined import CombinedMargin
+from fr_lightning.heads.cosface import CosFace
+from fr_lightning.heads.curricularface import CurricularFace
+from fr_lightning.heads.magface import MagFace
+from fr_lightning.heads.mvsoftmax import MVSoftmax
+from fr_lightning.heads.normface import NormFace
+from fr_lightning.heads.search_softmax import SearchSoftmax
+from fr_lightning.heads.sface import SFace
+from fr_lightning.heads.sphereface import SphereFace
+from fr_lightning.heads.subcenter import SubCenterArcFace
+from fr_lightning.heads.unpg import UNPG
+from fr_lightning.heads.x2softmax import X2Softmax
 
-for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-    if _info.name != "base":
-        importlib.import_module(f"{__name__}.{_info.name}")
-del _info
-
-globals().update({cls.__name__: cls for cls in HEADS.values()})
-
-__all__ = ["HEADS", "MarginHead", "register_head", *sorted(cls.__name__ for cls in HEADS.values())]
+__all__ = [
+    "HEADS",
+    "UNPG",
+    "AdaFace",
+    "AdaSin",
+    "ArcFace",
+    "CombinedMargin",
+    "CosFace",
+    "CurricularFace",
+    "MVSoftmax",
+    "MagFace",
+    "MarginHead",
+    "NormFace",
+    "SFace",
+    "SearchSoftmax",
+    "SphereFace",
+    "SubCenterArcFace",
+    "X2Softmax",
+    "register_head",
+]

@@ -1,8 +1,12 @@
-"""``fr eval``: benchmark evaluations of a checkpoint from the benchmarks' own folder layouts.
+"""``fr eval``: benchmark evaluations of a model from the benchmarks' own folder layouts.
 
-    fr eval ijb --root DIR --ckpt CKPT [--config RECIPE] [--target IJBC|IJBB] [--out DIR]
+    fr eval ijb --root DIR --ckpt MODEL [--config RECIPE] [--target IJBC|IJBB] [--out DIR]
                 [--no-norm-score] [--no-detector-score] [--no-flip] [--no-wandb]
-    fr eval tinyface --root DIR --ckpt CKPT [--config RECIPE] [--out DIR] [--no-wandb]
+    fr eval tinyface --root DIR --ckpt MODEL [--config RECIPE] [--out DIR] [--no-wandb]
+
+MODEL is what ``fr embed`` takes: a ``.ckpt`` of ``fr fit``, a bare ``backbone.pth`` with
+``--backbone NAME`` (insightface's published weights), an ``.onnx`` graph (``fr export``'s or
+insightface's) or TorchScript with ``--image-size``.
 
 Features go through a resumable cache (``--cache``, default ``OUT/features``): an interrupted
 run picks up where it stopped. Results are printed, written to ``OUT/<set>.json`` and, unless
@@ -143,13 +147,15 @@ def eval_run_naming(ckpt: Path, fallback: str) -> dict[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``fr eval`` argument parser."""
-    parser = argparse.ArgumentParser(prog="fr eval", description="Evaluate a checkpoint on IJB-B/C or a TinyFace-style set.")
+    parser = argparse.ArgumentParser(prog="fr eval", description="Evaluate a model on IJB-B/C or a TinyFace-style set.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("ijb", "IJB-B / IJB-C 1:1 TAR@FAR and 1:N (official insightface layout)"), ("tinyface", "TinyFace-style low-resolution rank-1/5/20")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--root", type=Path, required=True, help="the data set folder")
-        p.add_argument("--ckpt", type=Path, required=True, help="a checkpoint written by fr fit")
-        p.add_argument("--config", type=Path, default=None, help="recipe that builds the model (default: the run's saved config.yaml)")
+        p.add_argument("--ckpt", "--model", dest="ckpt", type=Path, required=True, help="the model: .ckpt, backbone .pth (with --backbone), .onnx or TorchScript")
+        p.add_argument("--config", action="append", default=None, help=".ckpt only: recipe that builds the model (default: the run's saved config.yaml)")
+        p.add_argument("--backbone", default=None, metavar="NAME", help=".pth only: its architecture (iresnet18/34/50/100/200, mobilefacenet, ...)")
+        p.add_argument("--image-size", type=int, default=None, help="TorchScript: input side in px; .pth: when not 112")
         p.add_argument("--out", type=Path, default=Path("runs/eval"), help="result folder (default: runs/eval)")
         p.add_argument("--cache", type=Path, default=None, help="feature cache folder (default: OUT/features)")
         p.add_argument("--batch-size", type=int, default=128)
@@ -170,14 +176,17 @@ def main(argv: list[str] | None = None) -> None:
     """Command-line entry: ``fr eval <ijb|tinyface> ...``."""
     args = build_parser().parse_args(argv)
     try:
-        from fr_lightning.eval.ijb.model import load_embedder
+        from fr_lightning.cli.compose import read_config
+        from fr_lightning.deploy.runtime import load_embedder
 
-        embedder = load_embedder(args.ckpt, args.config, args.device)
+        configs = [str(c) for c in args.config or []]
+        config = read_config(configs) if configs else None
+        embedder = load_embedder(args.ckpt, config, " + ".join(configs) or None, None, args.image_size, args.backbone, args.device)
         common = dict(cache=args.cache, batch_size=args.batch_size, workers=args.workers, use_flip=args.flip, wandb=args.wandb, progress=args.progress)
         if args.command == "ijb":
             run_ijb(args.root, embedder, args.ckpt, args.out, target=args.target, use_norm_score=args.norm_score, use_detector_score=args.detector_score, one_to_n=args.one_to_n, **common)
         else:
             run_tinyface(args.root, embedder, args.ckpt, args.out, **common)
-    except (DataFormatError, FileNotFoundError, ValueError) as exc:
+    except (DataFormatError, FileNotFoundError, ValueError, ImportError) as exc:
         print(f"fr eval {args.command}: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

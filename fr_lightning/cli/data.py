@@ -385,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("landmarks", type=Path, help="text file: 'relative/path x1 y1 ... x5 y5' per image")
     p.add_argument("out", type=Path)
     p.add_argument("--size", type=int, default=112)
-    from fr_lightning.eval.synth_cli import add_parsers as add_eval_set_parsers  # synth-ijb, synth-tinyface
+    from fr_lightning.cli.data_synth import add_parsers as add_eval_set_parsers  # synth-ijb, synth-tinyface
 
     add_eval_set_parsers(sub)
     return parser

@@ -1,7 +1,9 @@
 """``fr embed MODEL IMAGES OUT.npy``: L2-normalised flip-test embeddings of a folder or list of faces.
 
-MODEL is an ``.onnx`` graph (``fr export``), a training ``.ckpt`` (rebuilt from its run's
-``config.yaml`` or ``--config``) or a TorchScript file (``--image-size`` needed). IMAGES is a
+MODEL is a training ``.ckpt`` (rebuilt from its run's ``config.yaml`` or ``--config``), a bare
+``backbone.pth`` (insightface's published weights or ``fr export``'s; ``--backbone NAME`` gives
+its architecture), an ``.onnx`` graph (``fr export``'s or insightface's recognition models such as
+``w600k_r50.onnx``) or a TorchScript file (``--image-size`` needed). IMAGES is a
 folder (all images below it, sorted by relative path) or a list file (one path per line). Faces
 are aligned crops already, or ``--landmarks FILE`` (``path x1 y1 ... x5 y5`` per image, as for
 ``fr data align``) aligns each one to the 5-point template at the model's input size.
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["embed_files", "main", "order_file"]
+__all__ = ["add_model_arguments", "embed_files", "load_model_argument", "main", "order_file"]
 
 
 def order_file(out: Path) -> Path:
@@ -74,22 +76,37 @@ def embed_files(
     return np.concatenate(chunks).astype(np.float32), resized
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every command taking a MODEL file shares (``fr embed``, ``fr verify``)."""
+    parser.add_argument("--config", action="append", default=None, metavar="YAML", help=".ckpt only: model config (default: the run's config.yaml)")
+    parser.add_argument("--backbone", default=None, metavar="NAME", help=".pth only: its architecture (iresnet18/34/50/100/200, mobilefacenet, ...)")
+    parser.add_argument("--image-size", type=int, default=None, help="TorchScript: input side in px; .pth: when not 112")
+
+
+def load_model_argument(args: argparse.Namespace, threads: int | None = None) -> object:
+    """The embedder of ``args.model`` with the shared options (``--config`` files composed as ``fr fit`` does)."""
+    from fr_lightning.cli.compose import read_config
+    from fr_lightning.deploy.runtime import load_embedder
+
+    config = read_config(args.config) if args.config else None
+    source = " + ".join(args.config) if args.config else None
+    return load_embedder(args.model, config, source, threads, args.image_size, args.backbone)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry of ``fr embed``."""
     parser = argparse.ArgumentParser(prog="fr embed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help=".onnx, .ckpt or TorchScript (.pt/.ts) model")
+    parser.add_argument("model", help=".ckpt, backbone .pth (with --backbone), .onnx or TorchScript (.pt/.ts) model")
     parser.add_argument("images", help="folder of face images, or a text file listing them")
     parser.add_argument("output", help="output .npy of L2-normalised flip-test embeddings")
     parser.add_argument("--landmarks", default=None, help="'path x1 y1 ... x5 y5' per image: align before embedding")
-    parser.add_argument("--config", action="append", default=None, metavar="YAML", help=".ckpt only: model config (default: the run's config.yaml)")
-    parser.add_argument("--image-size", type=int, default=None, help="TorchScript only: input side in px")
+    add_model_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=64, help="images per model call (default 64)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: the runtime's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
     from fr_lightning.deploy.images import list_images, read_landmarks
-    from fr_lightning.deploy.runtime import load_embedder
 
     out = Path(args.output)
     if out.suffix != ".npy":
@@ -97,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         names, files = list_images(args.images)
         landmarks = read_landmarks(args.landmarks) if args.landmarks else None
-        embedder = load_embedder(args.model, args.config or [], args.threads, args.image_size)
+        embedder = load_model_argument(args, args.threads)
         emb, resized = embed_files(embedder, files, names, landmarks, args.batch_size, not args.no_progress)
     except (FileNotFoundError, ValueError, ImportError) as err:
         print(f"fr embed: {err}", file=sys.stderr)

@@ -154,3 +154,31 @@ def compose(argv: list[str]) -> Composed:
                 out += ["--config", str(source)]
     out += argv[pos:]
     return Composed(out, files)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Later files override earlier ones key by key (mappings merge, everything else replaces)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_config(paths: list[str | Path]) -> dict[str, Any]:
+    """Read and merge config files in order, as repeated ``fr fit --config`` composes them
+    (``extends`` expanded, ``trainer.callbacks`` appended): the model description that
+    ``fr export|embed|verify|eval --config`` hand to :func:`fr_lightning.deploy.load_model`.
+
+    Raises:
+        FileNotFoundError: a file does not exist.
+    """
+    for p in paths:
+        if not Path(p).is_file():
+            raise FileNotFoundError(f"config file {p} does not exist")
+    merged: dict[str, Any] = {}
+    for _, data in compose_files(list(paths)):
+        merged = _merge(merged, data)
+    return merged

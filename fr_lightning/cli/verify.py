@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fr_lightning.cli.embed import add_model_arguments, embed_files, load_model_argument
+
 __all__ = ["main", "read_threshold", "verification_json_for"]
 
 
@@ -63,20 +65,17 @@ def read_threshold(source: str | Path, set_name: str | None = None) -> tuple[flo
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry of ``fr verify``."""
     parser = argparse.ArgumentParser(prog="fr verify", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help=".onnx, .ckpt or TorchScript (.pt/.ts) model")
+    parser.add_argument("model", help=".ckpt, backbone .pth (with --backbone), .onnx or TorchScript (.pt/.ts) model")
     parser.add_argument("image_a", help="first face image")
     parser.add_argument("image_b", help="second face image")
     parser.add_argument("--threshold", type=float, default=None, help="cosine threshold: same if cos >= T")
     parser.add_argument("--threshold-from", default=None, metavar="JSON_OR_RUN_DIR", help="read the threshold from a verification.json")
     parser.add_argument("--set", default=None, help="which set's threshold to use from verification.json")
     parser.add_argument("--landmarks", default=None, help="'path x1 y1 ... x5 y5' lines for the two images: align them first")
-    parser.add_argument("--config", action="append", default=None, metavar="YAML", help=".ckpt only: model config (default: the run's config.yaml)")
-    parser.add_argument("--image-size", type=int, default=None, help="TorchScript only: input side in px")
+    add_model_arguments(parser)
     args = parser.parse_args(argv)
 
-    from fr_lightning.deploy.embed_cli import embed_files
     from fr_lightning.deploy.images import read_landmarks
-    from fr_lightning.deploy.runtime import load_embedder
 
     model = Path(args.model)
     try:
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
             lost = [n for n, v in landmarks.items() if v is None]
             if lost:
                 raise ValueError(f"{args.landmarks} has no landmarks for {lost}")
-        embedder = load_embedder(model, args.config or [], None, args.image_size)
+        embedder = load_model_argument(args)
         emb, _ = embed_files(embedder, files, names, landmarks, batch_size=2, progress=False)
     except (FileNotFoundError, ValueError, ImportError) as err:
         print(f"fr verify: {err}", file=sys.stderr)

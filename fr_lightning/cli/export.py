@@ -1,4 +1,7 @@
-"""``fr export CKPT OUT``: write a checkpoint's evaluation embedding network for deployment.
+"""``fr export MODEL OUT``: write a checkpoint's evaluation embedding network for deployment.
+
+MODEL is a ``.ckpt`` of ``fr fit`` (rebuilt from its run's ``config.yaml`` or ``--config``) or a
+bare ``backbone.pth`` with ``--backbone NAME`` (e.g. insightface's published weights).
 
 Formats (``--format``, default from OUT's suffix):
 
@@ -18,8 +21,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from fr_lightning.deploy.checkpoint import LoadedModel
 
 __all__ = ["ExportCheckError", "backbone_state_from_checkpoint", "check_export", "export", "infer_format", "main"]
 
@@ -28,24 +35,16 @@ FORMATS = ("onnx", "torchscript", "pth")
 CHECK_COSINE, CHECK_ABS, CHECK_COSINE_FP16 = 0.99999, 1e-4, 0.999
 
 
-def backbone_state_from_checkpoint(path: str | Path, prefix: str = "backbone.") -> dict[str, torch.Tensor]:
-    """Load a Lightning checkpoint safely (``weights_only=True``) and keep the backbone's tensors.
+def backbone_state_from_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """The backbone's tensors of a checkpoint (or of a bare backbone state_dict), read with ``weights_only=True``.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file holds no ``state_dict`` or no key starting with ``prefix``.
+        ValueError: the file is neither a checkpoint of ``fr fit`` nor a state_dict, or has no backbone tensors.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} is not a Lightning checkpoint (no 'state_dict' entry)")
-    out = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    if not out:
-        raise ValueError(f"{path}: no parameters under '{prefix}' in its state_dict")
-    return out
+    from fr_lightning.deploy.weights import read_weights
+
+    return read_weights(path).backbone_state()
 
 
 def infer_format(output: Path, fmt: str | None) -> str:
@@ -99,10 +98,18 @@ def export(
     configs: list[str] | None = None,
     fp16: bool = False,
     opset: int = 18,
+    backbone: str | None = None,
+    image_size: int | None = None,
 ) -> list[str]:
-    """Write ``checkpoint``'s embedding network to ``output``; returns the lines to print."""
+    """Write ``checkpoint``'s embedding network to ``output``; returns the lines to print.
+
+    ``checkpoint`` is a ``.ckpt`` (``configs``: recipes describing its model, default the run's
+    config.yaml) or a bare ``backbone.pth`` whose architecture ``backbone`` names.
+    """
     out = Path(output)
     fmt = infer_format(out, fmt)
+    if backbone is not None and configs:
+        raise ValueError("--backbone describes a bare backbone.pth; --config describes a .ckpt: pass one of them")
     if fmt == "pth":
         if fp16:
             raise ValueError("--fp16 applies to onnx and torchscript; pth keeps the trained float32 tensors")
@@ -113,10 +120,9 @@ def export(
         if set(back) != set(state) or any(not torch.equal(back[k], state[k]) for k in state):
             raise ExportCheckError(f"{out} does not read back as the checkpoint's backbone tensors")
         return [f"wrote {len(state)} tensors of the backbone to {out}"]
-    from fr_lightning.deploy.checkpoint import load_model
     from fr_lightning.deploy.formats import export_onnx, export_torchscript
 
-    loaded = load_model(checkpoint, configs or [])
+    loaded = _load_network(checkpoint, configs or [], backbone, image_size)
     size = loaded.image_size
     if fmt == "onnx":
         try:
@@ -143,21 +149,36 @@ def export(
     return lines
 
 
+def _load_network(model: str | Path, configs: list[str], backbone: str | None, image_size: int | None) -> LoadedModel:
+    """The network to export: a checkpoint rebuilt by the one loader, or a named backbone with its weights."""
+    from fr_lightning.cli.compose import read_config
+    from fr_lightning.deploy.checkpoint import LoadedModel, load_model
+    from fr_lightning.deploy.weights import build_named_backbone, read_weights
+
+    if backbone is not None:
+        net = build_named_backbone(backbone, read_weights(model).backbone_state(), model, image_size).eval().requires_grad_(False)
+        return LoadedModel(net, net, int(net.input_size), int(net.embedding_dim), [])
+    config = read_config(list(configs)) if configs else None
+    return load_model(model, config, " + ".join(configs) if configs else None)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry: ``fr export CKPT OUT [--format onnx|torchscript|pth] [--config YAML] [--fp16]``."""
     parser = argparse.ArgumentParser(prog="fr export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="a .ckpt written by fr fit")
+    parser.add_argument("checkpoint", help="a .ckpt written by fr fit, or a backbone.pth with --backbone")
     parser.add_argument("output", help="output file (.onnx, .pt/.ts or .pth)")
     parser.add_argument("--format", choices=FORMATS, default=None, help="default: from the output suffix")
     parser.add_argument(
         "--config", action="append", default=None, metavar="YAML",
         help="recipe/config describing the model (repeatable); default: the run's config.yaml",
     )
+    parser.add_argument("--backbone", default=None, metavar="NAME", help="architecture of a bare backbone.pth (iresnet18/34/50/100/200, mobilefacenet, ...)")
+    parser.add_argument("--image-size", type=int, default=None, help="input side of a backbone.pth (default 112 when its shapes allow it)")
     parser.add_argument("--fp16", action="store_true", help="float16 compute (float32 input and output)")
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17; default 18)")
     args = parser.parse_args(argv)
     try:
-        lines = export(args.checkpoint, args.output, args.format, args.config, args.fp16, args.opset)
+        lines = export(args.checkpoint, args.output, args.format, args.config, args.fp16, args.opset, args.backbone, args.image_size)
     except (FileNotFoundError, ValueError, ImportError, ExportCheckError) as err:
         print(f"fr export: {err}", file=sys.stderr)
         raise SystemExit(1) from None

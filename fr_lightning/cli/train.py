@@ -1,4 +1,4 @@
-"""The ``fr`` command: LightningCLI (fit/validate/test/predict) plus ``fr export`` and ``fr data``."""
+"""``fr fit|validate|test|predict``: the LightningCLI subclass, its always-on callbacks and the data -> model links."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import sys
 from argparse import ArgumentError
 from pathlib import Path
 
-# Defaults that must be in place before wandb / albumentations are imported.
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# W&B defaults must be in place before wandb is imported (albumentations' are set by the package).
 
 
 def _wandb_key_available() -> bool:
@@ -41,8 +40,8 @@ from fr_lightning.tracking import RunStatus  # noqa: E402
 from fr_lightning.tracking.checkpointing import FaceCheckpoint  # noqa: E402
 from fr_lightning.tracking.cli_hooks import RunTrackingCLI  # noqa: E402
 from fr_lightning.tracking.resume import ResumeState  # noqa: E402
-from fr_lightning.tools.config_compose import compose  # noqa: E402
-from fr_lightning.tools.config_errors import config_files, locate  # noqa: E402
+from fr_lightning.cli.compose import compose  # noqa: E402
+from fr_lightning.cli.config_errors import config_files, locate  # noqa: E402
 from fr_lightning.utils.rundir import run_dir  # noqa: E402
 
 
@@ -96,7 +95,7 @@ class FaceCLI(RunTrackingCLI, LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: object) -> None:
         """Compose the ``--config`` files, parse, and on a config error name the YAML file and key.
 
-        Composition (:mod:`fr_lightning.tools.config_compose`) departs from plain LightningCLI in
+        Composition (:mod:`fr_lightning.cli.compose`) departs from plain LightningCLI in
         two ways: ``trainer.callbacks`` of several ``--config`` files are appended, not replaced,
         and a config file may ``extends`` others.
         """
@@ -162,6 +161,9 @@ class FaceCLI(RunTrackingCLI, LightningCLI):
         # Always on: a skipped non-finite step costs one gradient-norm reduction per step.
         parser.add_lightning_class_args(NanGuard, "nan_guard")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        # The crop size is the backbone's input size: set ``data.image_size`` only (a backbone
+        # ``input_size`` in a config is overridden by it, and the saved config.yaml omits it).
+        parser.link_arguments("data.init_args.image_size", "model.init_args.backbone.init_args.input_size")
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> FaceCLI:
@@ -185,46 +187,3 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> FaceCLI:
         run=run,
         auto_configure_optimizers=False,
     )
-
-
-#: ``fr <name> ...`` subcommands besides LightningCLI's: name -> ("module:function", one-line help).
-#: Each function takes the remaining argv. Add a row to add a subcommand.
-SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "export": ("fr_lightning.tools.export:main", "write a checkpoint's embedding network as ONNX, TorchScript or backbone.pth"),
-    "embed": ("fr_lightning.deploy.embed_cli:main", "L2-normalised flip-test embeddings of a folder or list of faces (.onnx or .ckpt)"),
-    "verify": ("fr_lightning.deploy.verify_cli:main", "cosine similarity of two faces and a same/different decision"),
-    "data": ("fr_lightning.tools.data_cli:main", "write, convert, inspect and align data sets"),
-    "eval": ("fr_lightning.tools.eval_cli:main", "evaluate a checkpoint on IJB-B/C (1:1, 1:N) or a TinyFace-style set"),
-}
-
-
-def _print_subcommands() -> None:
-    """Lists the subcommands that LightningCLI's own ``--help`` does not know about."""
-    print("\nfr also has these subcommands (each takes --help):")
-    for name, (_, text) in SUBCOMMANDS.items():
-        print(f"  {name:<10} {text}")
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``fr`` console script."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in SUBCOMMANDS:
-        import importlib
-
-        target, _ = SUBCOMMANDS[argv[0]]
-        module_name, function = target.split(":")
-        getattr(importlib.import_module(module_name), function)(argv[1:])
-        return
-    try:
-        cli_main(None if argv == sys.argv[1:] else argv)
-    except SystemExit as stop:
-        if argv and argv[0] in ("-h", "--help") and stop.code in (0, None):
-            _print_subcommands()
-        # Lightning turns Ctrl-C into sys.exit(1) and SIGTERM into SystemExit(None).
-        if stop.code in (None, 1) and RunStatus.last_exit_code:
-            raise SystemExit(RunStatus.last_exit_code) from None
-        raise
-
-
-if __name__ == "__main__":
-    main()
