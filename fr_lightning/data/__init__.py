@@ -1,7 +1,11 @@
 """Data: byte formats (:mod:`.formats`), training/verification sources (:mod:`.sources`), the data module.
 
-Other packages import data-layer names from here (``from fr_lightning.data import load_bin``),
-never from the submodules, so the layout below this package can change without breaking them.
+The names below are the data layer's public API, all importable from here
+(``from fr_lightning.data import load_bin``), which is the import to prefer. Modules elsewhere
+also import a submodule directly where that is all they need (``data.pairs``, ``data.formats.wds``,
+``convert`` and ``verify`` for the ``fr data`` commands); the face renderer,
+``fr_lightning.data.synthetic``, is deliberately not re-exported, so reading real data never
+loads it.
 """
 
 from fr_lightning.data.align import TEMPLATE_112, align_face, similarity_transform, template, transform_points

@@ -31,7 +31,7 @@ class FaceDataModule(pl.LightningDataModule):
         hflip: random horizontal flip of training images (landmarks follow).
         label_noise: corrupt a fraction of the training labels (noisy-label studies); each
             sample then carries ``labels`` (noisy) and ``clean_labels`` (true, diagnostics only).
-        dual_loaders: F²C's identity-based + instance-based sampling (``fr_lightning.data.dual_loaders.DualLoaders``):
+        dual_loaders: F²C's identity-based + instance-based sampling (:class:`~fr_lightning.data.DualLoaders`):
             each of ``batch_size`` items is one instance pair plus identity pairs, batched as ``[x; y]``.
     """
 
