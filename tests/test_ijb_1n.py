@@ -100,3 +100,29 @@ def test_evaluate_ijb_merges_the_galleries_and_names_the_protocol(synth: Path) -
     assert set(per_gallery["1:N"]) == set(ijb.galleries) and "per gallery, open set" in format_table(per_gallery)
     with pytest.raises(ValueError, match="one_to_n_protocol"):
         evaluate_ijb(ijb, feats, one_to_n_protocol="nist")
+
+
+def test_fr_eval_ijb_1n_protocol_option(tmp_path: Path, synth: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    import torch
+    import yaml
+
+    from fr_lightning.cli import cli_main
+    from fr_lightning.cli.eval import main
+
+    backbone = {"class_path": "fr_lightning.backbones.IResNet", "init_args": {"layers": [1, 1, 1, 1], "width": 0.125, "embedding_dim": 16}}
+    train = {"class_path": "fr_lightning.data.SyntheticSource", "init_args": {"num_identities": 8, "samples_per_identity": 2}}
+    config = {
+        "model": {"class_path": "fr_lightning.FaceRecognitionModule", "init_args": {"backbone": backbone, "head": {"class_path": "fr_lightning.heads.ArcFace"}}},
+        "data": {"class_path": "fr_lightning.FaceDataModule", "init_args": {"image_size": 56, "num_workers": 0, "train": train}},
+    }
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    torch.save({"state_dict": cli_main(["--config", str(cfg), "--trainer.logger=false"], run=False).model.state_dict()}, tmp_path / "m.ckpt")
+    out = tmp_path / "out"
+    args = ["ijb", "--root", str(synth), "--ckpt", str(tmp_path / "m.ckpt"), "--config", str(cfg), "--out", str(out)]
+    main([*args, "--no-wandb", "--workers", "0", "--no-progress", "--1n-protocol", "insightface"])
+    res = json.loads((out / "ijbc.json").read_text())
+    assert list(res["1:N"]) == ["G1+G2 (ijb_1n.py)"] and res["1:N protocol"] == "insightface"
+    assert "[insightface ijb_1n.py, closed set]" in capsys.readouterr().out

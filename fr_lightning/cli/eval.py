@@ -44,6 +44,7 @@ def run_ijb(
     use_detector_score: bool = True,
     use_flip: bool = True,
     one_to_n: bool = True,
+    one_to_n_protocol: str = "per-gallery",
     wandb: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -57,6 +58,7 @@ def run_ijb(
         target, cache, batch_size, workers: see ``fr eval ijb --help``.
         use_norm_score, use_detector_score, use_flip: insightface's N / D / F switches.
         one_to_n: also run the 1:N protocol when the set has its lists.
+        one_to_n_protocol: ``per-gallery`` (open set, NIST definitions) or ``insightface`` (``ijb_1n.py``'s merged, closed-set scoring).
         wandb: log to a W&B eval run.
         progress: show a progress bar.
 
@@ -76,7 +78,7 @@ def run_ijb(
     if store.done:
         _say(f"resuming from {store.dir}: {len(store.done)}/{store.num_chunks} chunks already extracted")
     feats = extract_features(dataset, embedder, store, batch_size, workers, progress, desc=f"{ijb.target} features")
-    results, scores = evaluate_ijb(ijb, feats, use_norm_score, use_detector_score, use_flip)
+    results, scores = evaluate_ijb(ijb, feats, use_norm_score, use_detector_score, use_flip, one_to_n_protocol)
     results.update(root=str(root), ckpt=str(ckpt), feature_cache=str(store.dir))
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / f"{ijb.target}_scores.npy", scores)
@@ -169,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--no-norm-score", dest="norm_score", action="store_false", help="N0: normalise image features before pooling")
             p.add_argument("--no-detector-score", dest="detector_score", action="store_false", help="D0: no faceness weighting")
             p.add_argument("--no-1n", dest="one_to_n", action="store_false", help="skip the 1:N protocol")
+            p.add_argument(
+                "--1n-protocol", dest="one_to_n_protocol", default="per-gallery", choices=["per-gallery", "insightface"],
+                help="1:N scoring: per gallery, open set (default) or insightface's ijb_1n.py (galleries merged, closed set; docs/ijb.md)",
+            )
     return parser
 
 
@@ -184,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
         embedder = load_embedder(args.ckpt, config, " + ".join(configs) or None, None, args.image_size, args.backbone, args.device)
         common = dict(cache=args.cache, batch_size=args.batch_size, workers=args.workers, use_flip=args.flip, wandb=args.wandb, progress=args.progress)
         if args.command == "ijb":
-            run_ijb(args.root, embedder, args.ckpt, args.out, target=args.target, use_norm_score=args.norm_score, use_detector_score=args.detector_score, one_to_n=args.one_to_n, **common)
+            run_ijb(args.root, embedder, args.ckpt, args.out, target=args.target, use_norm_score=args.norm_score, use_detector_score=args.detector_score, one_to_n=args.one_to_n, one_to_n_protocol=args.one_to_n_protocol, **common)
         else:
             run_tinyface(args.root, embedder, args.ckpt, args.out, **common)
     except (DataFormatError, FileNotFoundError, ValueError, ImportError) as exc:
