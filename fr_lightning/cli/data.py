@@ -6,6 +6,7 @@
     fr data inspect PATH [--grid PNG] [--samples N]
     fr data verify PATH [--no-progress]
     fr data align SRC LANDMARKS OUT [--size 112]
+    fr data align RAW OUT --detector det_10g.onnx [--pick largest|central --min-face PX --score S --to rec|wds]
 """
 
 from __future__ import annotations
@@ -333,6 +334,22 @@ def align(src: Path, landmarks_file: Path, out: Path, size: int = 112) -> int:
     return n
 
 
+def detect_align(args: argparse.Namespace) -> str:
+    """``fr data align RAW OUT --detector MODEL``: detect, pick, align, report; optionally pack (``--to``)."""
+    from fr_lightning.detect import SCRFD, prepare_folder, summary_lines
+
+    if args.out is not None:
+        raise ValueError("with --detector give RAW OUT (the landmarks come from the detector, not from a file)")
+    out = args.landmarks
+    detector = SCRFD(args.detector, threads=args.threads)
+    report = prepare_folder(args.src, out, detector, args.pick, args.min_face, args.score, args.size, args.progress)
+    lines = summary_lines(report)
+    if args.to is not None:
+        packed = args.packed or out.with_name(f"{out.name}-{args.to}")
+        lines.append(convert(out, packed, "recordio" if args.to == "rec" else "wds"))
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -380,11 +397,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", type=Path)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
-    p = sub.add_parser("align", help="5-point similarity alignment of a folder to the 112x112 template")
-    p.add_argument("src", type=Path)
-    p.add_argument("landmarks", type=Path, help="text file: 'relative/path x1 y1 ... x5 y5' per image")
-    p.add_argument("out", type=Path)
+    p = sub.add_parser(
+        "align",
+        help="5-point similarity alignment to the 112x112 template, from a landmarks file or a face detector",
+        description="fr data align SRC LANDMARKS OUT  |  fr data align RAW OUT --detector MODEL.onnx",
+    )
+    p.add_argument("src", type=Path, help="image folder (with --detector: photos in identity folders RAW/<identity>/)")
+    p.add_argument("landmarks", type=Path, metavar="LANDMARKS|OUT", help="text file: 'relative/path x1 y1 ... x5 y5' per image; with --detector: OUT")
+    p.add_argument("out", type=Path, nargs="?", default=None, help="output folder (not with --detector)")
     p.add_argument("--size", type=int, default=112)
+    p.add_argument("--detector", default=None, metavar="MODEL", help="SCRFD/RetinaFace 5-point .onnx (e.g. insightface's det_10g.onnx)")
+    p.add_argument("--pick", choices=["largest", "central"], default="largest", help="face kept when a photo has several")
+    p.add_argument("--min-face", type=float, default=0.0, metavar="PX", help="faces smaller than this (box's shorter side) do not count")
+    p.add_argument("--score", type=float, default=0.5, help="faces scoring below this do not count (default 0.5)")
+    p.add_argument("--to", choices=["rec", "wds"], default=None, help="then pack OUT with fr data convert")
+    p.add_argument("--packed", type=Path, default=None, help="where --to writes (default: OUT-rec or OUT-wds beside OUT)")
+    p.add_argument("--threads", type=int, default=None, help="detector CPU threads")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     from fr_lightning.cli.data_synth import add_parsers as add_eval_set_parsers  # synth-ijb, synth-tinyface
 
     add_eval_set_parsers(sub)
@@ -412,11 +441,15 @@ def main(argv: list[str] | None = None) -> None:
             _say(report.summary())
             if not report.ok:
                 raise SystemExit(1)
+        elif args.command == "align" and args.detector is not None:
+            _say(detect_align(args))
         elif args.command == "align":
+            if args.out is None:
+                raise ValueError("give SRC LANDMARKS OUT, or RAW OUT --detector MODEL")
             n = align(args.src, args.landmarks, args.out, args.size)
             _say(f"aligned {n} images into {args.out}")
         elif hasattr(args, "run"):  # sub-parsers added by other modules carry their own function
             _say(args.run(args))
-    except (DataFormatError, FileNotFoundError, ValueError) as exc:
+    except (DataFormatError, FileNotFoundError, FileExistsError, ValueError, ImportError) as exc:
         print(f"fr data {args.command}: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
