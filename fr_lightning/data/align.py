@@ -8,10 +8,17 @@ and read the scale off the singular values.
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
 import cv2
 import numpy as np
 
-__all__ = ["TEMPLATE_112", "template", "similarity_transform", "transform_points", "align_face"]
+from fr_lightning.utils.atomic import temp_name
+
+__all__ = ["TEMPLATE_112", "template", "similarity_transform", "transform_points", "align_face", "write_image_folder"]
 
 #: Landmark positions of an aligned 112×112 crop, in insightface order: left eye, right eye,
 #: nose tip, left mouth corner, right mouth corner.
@@ -89,3 +96,48 @@ def align_face(
     matrix = similarity_transform(lm, template(size))
     aligned = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=border, borderValue=0)
     return aligned, transform_points(lm, matrix).astype(np.float32)
+
+
+def write_image_folder(out: str | Path, images: Iterable[tuple[str, np.ndarray]]) -> int:
+    """Write ``(relative path, BGR uint8 image)`` items as a folder of images, all or nothing.
+
+    Images go into a temporary sibling folder (``.<name>.tmp-<pid>``) that replaces ``out`` only
+    once every item is written: an exception from ``images`` (a refused input), a full disk or a
+    kill leaves ``out`` as it was. JPEG at quality 95 for ``.jpg``/``.jpeg``; other suffixes
+    become ``.png`` (lossless).
+
+    Returns:
+        The number of images written.
+
+    Raises:
+        OSError: An image could not be encoded or written (names the file).
+    """
+    out = Path(out)
+    tmp = temp_name(out)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    n = 0
+    try:
+        for rel, image in images:
+            dst = tmp / rel
+            if dst.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+                dst = dst.with_suffix(".png")
+            params = [cv2.IMWRITE_JPEG_QUALITY, 95] if dst.suffix.lower() in (".jpg", ".jpeg") else []
+            ok, buf = cv2.imencode(dst.suffix, image, params)
+            if not ok:
+                raise OSError(f"cannot encode {out / dst.relative_to(tmp)}")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                dst.write_bytes(buf.tobytes())
+            except OSError as exc:
+                raise type(exc)(exc.errno, exc.strerror, str(out / dst.relative_to(tmp))) from exc
+            n += 1
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        if out.exists():
+            os.replace(out, old)  # the window without ``out`` is two renames long
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return n

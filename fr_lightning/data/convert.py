@@ -17,7 +17,7 @@ from fr_lightning.data.errors import DataFormatError
 from fr_lightning.data.formats.images import encode_image
 from fr_lightning.data.formats.recordio_set import RecordIOSet
 from fr_lightning.data.formats.recordio_write import write_recordio_encoded
-from fr_lightning.data.formats.wds import WdsWriter
+from fr_lightning.data.formats.wds import WdsWriter, image_ext
 from fr_lightning.data.sources.folder import scan_folder
 from fr_lightning.data.sources.side_files import load_side_file
 
@@ -165,6 +165,10 @@ def folder_to_wds(
     with WdsWriter(out, index.num_classes, None, max_count) as writer:
         for j in order.tolist():
             buf = _portable_bytes(index.paths[j])
+            try:
+                image_ext(buf)
+            except ValueError as exc:
+                raise DataFormatError(f"{index.paths[j]}: {exc}") from None
             if writer.image_size is None:
                 writer.image_size = encoded_size(buf, str(index.paths[j]))
             writer.add(buf, int(index.labels[j]), None if lm is None else lm[j], None if grp is None else int(grp[j]))

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fr_lightning.data.errors import DataFormatError
 from fr_lightning.utils.atomic import write_json_atomic
 
-__all__ = ["TABLE_COLUMNS", "best_cosine_threshold", "table_rows", "write_verification_json"]
+__all__ = ["TABLE_COLUMNS", "best_cosine_threshold", "read_verification_json", "table_rows", "write_verification_json"]
 
 #: TAR@FAR keys reported in ``verification.json`` and the W&B table.
 TAR_KEYS: tuple[str, ...] = ("tar@far=1e-4", "tar@far=1e-3", "tar@far=1e-2")
@@ -71,3 +74,45 @@ def table_rows(reports: Mapping[str, Mapping[str, float]]) -> list[list[Any]]:
             + [r.get("auc", float("nan")), r["threshold"]]
         )
     return rows
+
+
+def read_verification_json(path: str | Path) -> dict[str, dict[str, float]]:
+    """Read a ``verification.json`` back: ``{"<set>": {"acc": ..., "threshold": ..., ...}}``.
+
+    Every set must hold finite numbers for ``acc``, ``acc_std`` and ``threshold`` (a cosine in
+    [-1, 1]); other numeric keys are kept, NaN allowed (a TAR that was not reached).
+
+    Raises:
+        FileNotFoundError: No such file.
+        DataFormatError: Not UTF-8 JSON of that shape (the message names the file and the key).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise DataFormatError(f"{path}: JSON nested too deeply") from None
+    if not isinstance(data, dict) or not data:
+        raise DataFormatError(f'{path}: expected {{"<set>": {{"acc": ..., "threshold": ...}}}}, got {type(data).__name__}')
+    out: dict[str, dict[str, float]] = {}
+    for name, entry in data.items():
+        if not isinstance(entry, dict):
+            raise DataFormatError(f"{path}: set {name!r} is a {type(entry).__name__}, expected an object")
+        values: dict[str, float] = {}
+        for key, value in entry.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise DataFormatError(f"{path}: '{name}.{key}' is {str(value)[:40]!r}, expected a number")
+            try:
+                values[key] = float(value)
+            except OverflowError:  # a JSON integer beyond float range
+                raise DataFormatError(f"{path}: '{name}.{key}' is out of range") from None
+        for key in ("acc", "acc_std", "threshold"):
+            if key not in values or not math.isfinite(values[key]):
+                raise DataFormatError(f"{path}: '{name}.{key}' is missing or not a finite number")
+        if not -1.0 <= values["threshold"] <= 1.0:
+            raise DataFormatError(f"{path}: '{name}.threshold' is {values['threshold']}, not a cosine in [-1, 1]")
+        out[name] = values
+    return out

@@ -48,19 +48,44 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
+    tracked: _Tracked | None = None
     try:
         with open(tmp, "wb") as f:
-            write(f)
+            tracked = _Tracked(f)
+            write(tracked)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise _named(exc, path) from exc
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if tracked is not None and tracked.error is not None:
+            # A writer that swallows the OSError and fails otherwise (torch.save's zip writer
+            # raises "unexpected pos" from its __exit__) still reports the disk's error.
+            raise _named(tracked.error, path) from exc
         raise
     return path
+
+
+class _Tracked:
+    """A file proxy that remembers the first ``OSError`` its ``write`` raised."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as exc:
+            if self.error is None:
+                self.error = exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
 
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:

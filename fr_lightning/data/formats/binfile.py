@@ -17,6 +17,7 @@ import codecs
 import importlib
 import io
 import pickle
+import pickletools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,14 @@ def _checked_dtype(dt: np.dtype, where: str) -> np.dtype:
     return dt
 
 
+class _NdarrayMarker:
+    """Stands for ``numpy.ndarray`` in a pickle: accepted as ``_reconstruct``'s subtype, never callable
+    (``ndarray(shape)`` from a pickle would allocate whatever shape the file names)."""
+
+
+_NDARRAY = _NdarrayMarker()
+
+
 class SafeBinUnpickler(pickle.Unpickler):
     """Unpickler that resolves only the globals a verification ``.bin`` needs.
 
@@ -80,8 +89,12 @@ class SafeBinUnpickler(pickle.Unpickler):
         return _checked_dtype(dt, self.where)
 
     def _reconstruct(self, subtype: Any, shape: Any, typecode: Any) -> np.ndarray:
-        if subtype is not np.ndarray:
+        if subtype is not _NDARRAY:
             raise DataFormatError(f"{self.where}: refusing to build array subtype {subtype!r}")
+        # NumPy pickles an empty (0,) array here and sets the real shape and bytes in BUILD;
+        # anything larger would allocate memory that the file does not hold.
+        if not isinstance(shape, tuple) or len(shape) != 1 or shape[0] not in (0, 1):
+            raise DataFormatError(f"{self.where}: refusing numpy _reconstruct shape {shape!r}")
         return _np_reconstruct(np.ndarray, shape, typecode)
 
     def _scalar(self, dtype: Any, data: Any = None) -> Any:
@@ -111,7 +124,7 @@ class SafeBinUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Callable[..., Any]:
         """Map the allowed globals to (wrapped) callables; refuse the rest."""
         allowed: dict[tuple[str, str], Callable[..., Any]] = {
-            ("numpy", "ndarray"): np.ndarray,
+            ("numpy", "ndarray"): _NDARRAY,
             ("numpy", "dtype"): self._dtype,
             ("builtins", "bytearray"): bytearray,
             ("__builtin__", "bytearray"): bytearray,
@@ -130,8 +143,20 @@ class SafeBinUnpickler(pickle.Unpickler):
             ) from None
 
 
+def _check_opcodes(data: bytes, where: str) -> None:
+    """Walk the pickle's opcodes without executing them; every length prefix (bytes, strings,
+    frames) is checked against the bytes that remain, so no length read from the file is ever
+    allocated before it is known to be there."""
+    try:
+        for _ in pickletools.genops(data):
+            pass
+    except Exception as exc:  # noqa: BLE001 - genops raises ValueError, ... on any malformed stream
+        raise DataFormatError(f"{where}: not a readable .bin pickle: {exc}") from None
+
+
 def _unpickle(data: bytes, where: str) -> Any:
     """Unpickle with the default encoding, falling back to ``'bytes'`` for Python 2 files."""
+    _check_opcodes(data, where)
     try:
         return SafeBinUnpickler(io.BytesIO(data), where).load()
     except UnicodeDecodeError:

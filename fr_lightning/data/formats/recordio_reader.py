@@ -20,6 +20,8 @@ from fr_lightning.data.formats.recordio import _LEN_MASK, _MAGIC_BYTES, _REC_HEA
 
 __all__ = ["RecordIOReader"]
 
+_INT64_MAX = 2**63 - 1
+
 
 class RecordIOReader:
     """Random-access and sequential reader for a ``.rec`` file.
@@ -123,7 +125,7 @@ class RecordIOReader:
         if not len(offsets):
             return
         size = self.rec_path.stat().st_size
-        bad = offsets + 8 > size
+        bad = offsets > size - 8  # not offsets + 8: an offset near 2**63 would wrap around
         if bad.any():
             i = int(np.argmax(bad))
             raise DataFormatError(
@@ -325,7 +327,8 @@ def _parse_idx(idx_path: Path) -> tuple[np.ndarray, np.ndarray]:
             flat = np.fromstring(text, dtype=np.int64, sep=" ")  # any whitespace separates
         except ValueError:
             flat = None
-    if flat is None or flat.size != 2 * num_lines:
+    # numpy saturates numbers beyond int64 to its limits: let the slow path name them.
+    if flat is None or flat.size != 2 * num_lines or bool(((flat >= _INT64_MAX) | (flat <= -_INT64_MAX)).any()):
         flat = _parse_idx_slow(text, idx_path)
     arr = flat.reshape(-1, 2)
     keys, offsets = arr[:, 0].copy(), arr[:, 1].copy()
@@ -344,7 +347,10 @@ def _parse_idx_slow(text: str, idx_path: Path) -> np.ndarray:
         try:
             if len(fields) != 2:
                 raise ValueError
-            values += [int(fields[0]), int(fields[1])]
+            pair = [int(fields[0]), int(fields[1])]
+            if any(not -_INT64_MAX <= v < _INT64_MAX for v in pair):
+                raise ValueError
+            values += pair
         except ValueError:
             raise DataFormatError(
                 f"{idx_path}, line {lineno}: expected 'key<TAB>offset', got {line[:80]!r}"

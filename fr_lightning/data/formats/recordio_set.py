@@ -208,4 +208,6 @@ def parse_property(path: Path) -> tuple[int, tuple[int, int] | None]:
         ) from None
     if num_classes < 0:
         raise DataFormatError(f"{path}, line 1: negative num_classes {num_classes}")
+    if size is not None and min(size) <= 0:
+        raise DataFormatError(f"{path}, line 1: image size {size[0]}x{size[1]} must be positive")
     return num_classes, size

@@ -60,9 +60,12 @@ def _pax(data: bytes, where: str) -> dict[bytes, bytes]:
     while pos < len(data) and data[pos] != 0:
         space = data.find(b" ", pos)
         try:
-            length = int(data[pos:space])
+            length = int(data[pos:space]) if space > pos else 0
         except ValueError:
-            raise DataFormatError(f"{where}: bad pax record") from None
+            length = 0
+        # A record is at least "<len> k=\n" and ends inside the header: no zero-length loop.
+        if space < 0 or length < space - pos + 3 or pos + length > len(data):
+            raise DataFormatError(f"{where}: bad pax record at byte {pos} of the extended header")
         key, _, value = data[space + 1 : pos + length - 1].partition(b"=")
         out[key] = value
         pos += length
@@ -84,7 +87,17 @@ class _Blocks:
         end = self.pos + n
         if end > len(self.buf):
             rest = self.buf[self.pos :]
-            self.buf = rest + _read(self.stream, max(n - len(rest), self.CHUNK))
+            parts = [rest]
+            have = len(rest)
+            # Read at most a chunk at a time: ``n`` comes from a member header, and one read of
+            # ``n`` bytes would allocate them all even when the stream holds far fewer.
+            while have < n:
+                more = _read(self.stream, min(max(n - have, self.CHUNK), self.CHUNK))
+                if not more:
+                    break
+                parts.append(more)
+                have += len(more)
+            self.buf = b"".join(parts)
             self.pos, end = 0, n
         out = self.buf[self.pos : end]
         self.pos = end
@@ -153,7 +166,12 @@ def _members(stream: IO[bytes], url: str) -> Iterator[tuple[str, bytes]]:
         actual = sum(header) - sum(header[148:156]) + 8 * 32
         if stored != actual:
             raise DataFormatError(f"{where}: checksum {stored} != {actual}; the header is damaged")
-        size = int(pax[b"size"]) if b"size" in pax else _octal(header[124:136], "size", where)
+        try:
+            size = int(pax[b"size"]) if b"size" in pax else _octal(header[124:136], "size", where)
+        except ValueError:
+            raise DataFormatError(f"{where}: bad pax size {pax[b'size'][:20]!r}") from None
+        if size < 0:
+            raise DataFormatError(f"{where}: negative member size {size}")
         kind = header[156:157]
         name = header[0:100].split(b"\0", 1)[0]
         if header[345] != 0:
@@ -171,7 +189,10 @@ def _members(stream: IO[bytes], url: str) -> Iterator[tuple[str, bytes]]:
         if kind == b"g":
             continue
         if kind in (b"0", b"\0"):
-            fname = name.decode("utf-8")
+            try:
+                fname = name.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataFormatError(f"{where}: member name {bytes(name[:60])!r} is not UTF-8") from None
             if "/" not in fname and fname.startswith("__") and fname.endswith("__"):
                 continue
             yield fname, data[:size] if size != padded else data

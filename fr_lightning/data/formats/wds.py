@@ -297,6 +297,13 @@ class ShardIndex:
         return join_uri(self.uri, self.files[shard])
 
 
+def _count(value: Any, field: str) -> int:
+    """A non-negative JSON integer below 2**62 (a count, a size in bytes or pixels)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**62:
+        raise ValueError(f"{field} is {str(value)[:40]!r}, expected a non-negative integer")
+    return value
+
+
 def read_shard_index(uri: str | Path) -> ShardIndex:
     """Load and validate ``<uri>/shards.json`` (local folder or fsspec URI).
 
@@ -310,28 +317,36 @@ def read_shard_index(uri: str | Path) -> ShardIndex:
             raw = json.loads(f.read())
     except FileNotFoundError:
         raise DataFormatError(f"{where}: shard index not found (write shards with `fr data convert SRC OUT --to wds`)") from None
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise DataFormatError(f"{where}: not a JSON shard index: {exc}") from None
     if not isinstance(raw, dict) or raw.get("__kind__") != INDEX_KIND:
         raise DataFormatError(f"{where}: not a shard index (__kind__ != {INDEX_KIND!r})")
     try:
         shards = raw["shardlist"]
+        if not isinstance(shards, list) or not all(isinstance(s, dict) for s in shards):
+            raise TypeError("shardlist must be a list of objects")
         files = tuple(str(s["url"]) for s in shards)
-        sizes = np.array([int(s["nsamples"]) for s in shards], dtype=np.int64)
-        filesizes = tuple(None if s.get("filesize") is None else int(s["filesize"]) for s in shards)
+        counts = [_count(s["nsamples"], "nsamples") for s in shards]
+        filesizes = tuple(None if s.get("filesize") is None else _count(s["filesize"], "filesize") for s in shards)
         meta = raw.get("fr_lightning", {})
+        if not isinstance(meta, dict):
+            raise TypeError("fr_lightning must be an object")
         size = meta.get("image_size")
-        image_size = None if size is None else (int(size[0]), int(size[1]))
-        num_classes = int(meta["num_classes"])
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        image_size = None if size is None else (_count(size[0], "image_size"), _count(size[1], "image_size"))
+        num_classes = _count(meta["num_classes"], "num_classes")
+        declared = meta.get("num_samples")
+        declared = None if declared is None else _count(declared, "num_samples")
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
         raise DataFormatError(f"{where}: malformed shard index: missing or bad field {exc!r}") from None
+    if sum(counts) >= 2**62:
+        raise DataFormatError(f"{where}: the shards' nsamples add up to {sum(counts)}")
+    sizes = np.array(counts, dtype=np.int64)
     for f in files:
-        if "/" in f or "\\" in f or f.startswith("."):
+        if "/" in f or "\\" in f or f.startswith(".") or "\0" in f or not f:
             raise DataFormatError(f"{where}: shard url {f!r} must be a plain file name inside the shard folder")
-    if (sizes < 0).any():
-        raise DataFormatError(f"{where}: negative nsamples for shard {files[int(np.argmax(sizes < 0))]}")
-    declared = meta.get("num_samples")
-    if declared is not None and int(declared) != int(sizes.sum()):
+    if image_size is not None and min(image_size) <= 0:
+        raise DataFormatError(f"{where}: image_size {list(image_size)} must be positive")
+    if declared is not None and declared != int(sizes.sum()):
         raise DataFormatError(f"{where}: shards hold {int(sizes.sum())} samples but num_samples is {declared}")
     return ShardIndex(
         uri=uri,

@@ -108,8 +108,16 @@ def _load_npy(path: Path) -> np.ndarray:
     from numpy.lib import format as npy_format
 
     try:
+        size = path.stat().st_size
         with open(path, "rb") as f:
             version = npy_format.read_magic(f)
+            # The header's length field comes first; numpy would read that many bytes unchecked.
+            width = 2 if version == (1, 0) else 4
+            raw = f.read(width)
+            header_len = int.from_bytes(raw, "little") if len(raw) == width else size
+            if f.tell() + header_len > size:
+                raise DataFormatError(f"{path}: .npy header of {header_len} bytes runs past the end of the file ({size} bytes)")
+            f.seek(-width, 1)
             read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
             shape, _, dtype = read_header(f)
             data_start = f.tell()
@@ -118,7 +126,6 @@ def _load_npy(path: Path) -> np.ndarray:
         count = 1
         for dim in shape:
             count *= int(dim)
-        size = path.stat().st_size
         if data_start + count * dtype.itemsize > size:
             raise DataFormatError(
                 f"{path}: .npy header announces shape {shape} ({count * dtype.itemsize} bytes of {dtype}) "

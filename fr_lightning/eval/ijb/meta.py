@@ -76,21 +76,34 @@ def _lines(path: Path) -> list[tuple[int, list[str]]]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
     out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.split()
-            if fields:
-                out.append((lineno, fields))
+    for lineno, line in _text_lines(path):
+        fields = line.split()
+        if fields:
+            out.append((lineno, fields))
     if not out:
         raise DataFormatError(f"{path}: the file is empty")
     return out
 
 
+def _text_lines(path: Path) -> list[tuple[int, str]]:
+    """``(1-based line number, line)`` of a UTF-8 file; bytes that are not UTF-8 raise naming their line."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        lineno = data.count(b"\n", 0, exc.start) + 1
+        raise DataFormatError(f"{path}, line {lineno}: not UTF-8 text") from None
+    return list(enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1))
+
+
 def _ints(path: Path, lineno: int, values: list[str], what: str) -> list[int]:
     try:
-        return [int(v) for v in values]
+        out = [int(v) for v in values]
     except ValueError:
         raise DataFormatError(f"{path}, line {lineno}: expected integer {what}, got {' '.join(values)[:80]!r}") from None
+    if any(not -(2**63) <= v < 2**63 for v in out):
+        raise DataFormatError(f"{path}, line {lineno}: {what} out of the 64-bit integer range")
+    return out
 
 
 def read_face_tid_mid(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -116,7 +129,9 @@ def read_name_5pts_score(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]
             values = [float(v) for v in f[1:]]
         except ValueError:
             raise DataFormatError(f"{path}, line {lineno}: landmarks and faceness must be numbers, got {' '.join(f[1:])[:80]!r}") from None
-        if not np.all(np.isfinite(values)):
+        with np.errstate(over="ignore"):
+            as_float32 = np.asarray(values, np.float32)
+        if not np.all(np.isfinite(as_float32)):  # also values beyond float32's range
             raise DataFormatError(f"{path}, line {lineno}: non-finite landmark or faceness value")
         names.append(f[0])
         lms.append(values[:10])
@@ -144,17 +159,16 @@ def read_template_subjects(path: Path) -> IJBGallery:
         raise FileNotFoundError(f"{path}: file not found")
     seen: dict[int, int] = {}
     where: dict[int, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            fields = [v.strip() for v in line.strip().split(",")]
-            if not line.strip() or (lineno == 1 and not fields[0].lstrip("-").isdigit()):
-                continue  # blank line or the header
-            if len(fields) < 2:
-                raise DataFormatError(f"{path}, line {lineno}: expected 'TEMPLATE_ID,SUBJECT_ID,...', got {line.strip()[:80]!r}")
-            t, s = _ints(path, lineno, fields[:2], "TEMPLATE_ID and SUBJECT_ID")
-            if seen.setdefault(t, s) != s:
-                raise DataFormatError(f"{path}, line {lineno}: template {t} has subject {s} here but {seen[t]} on line {where[t]}")
-            where.setdefault(t, lineno)
+    for lineno, line in _text_lines(path):
+        fields = [v.strip() for v in line.strip().split(",")]
+        if not line.strip() or (lineno == 1 and not fields[0].lstrip("-").isdigit()):
+            continue  # blank line or the header
+        if len(fields) < 2:
+            raise DataFormatError(f"{path}, line {lineno}: expected 'TEMPLATE_ID,SUBJECT_ID,...', got {line.strip()[:80]!r}")
+        t, s = _ints(path, lineno, fields[:2], "TEMPLATE_ID and SUBJECT_ID")
+        if seen.setdefault(t, s) != s:
+            raise DataFormatError(f"{path}, line {lineno}: template {t} has subject {s} here but {seen[t]} on line {where[t]}")
+        where.setdefault(t, lineno)
     if not seen:
         raise DataFormatError(f"{path}: no templates")
     tids = np.asarray(sorted(seen), np.int64)
