@@ -44,6 +44,13 @@ class FaceRecognitionModule(pl.LightningModule):
         channels_last: keep the backbone and its input in channels-last memory format (faster convs
             on tensor-core GPUs under mixed precision). Ignored with a warning on CPU.
         compile_backbone: ``torch.compile`` the backbone in place at fit start (state-dict keys unchanged).
+        init_from: weights to start from (fine-tuning): an insightface ``backbone.pth``, a
+            ``backbone.pth`` of ``fr export`` or a ``.ckpt`` of ``fr fit`` (classifier and head kept
+            when the class count matches). Not a resume: ``--ckpt_path`` resumes, and wins. See
+            :mod:`fr_lightning.finetune` and docs/finetune.md.
+        backbone_lr_scale: factor on the backbone's learning rate (e.g. 0.1 when fine-tuning).
+        freeze_backbone_steps: keep the backbone fixed, BatchNorm statistics included, for the
+            first this many optimizer steps (while a new classifier warms up).
     """
 
     def __init__(
@@ -57,6 +64,9 @@ class FaceRecognitionModule(pl.LightningModule):
         no_decay_norm_and_bias: bool = True,
         channels_last: bool = False,
         compile_backbone: bool = False,
+        init_from: str | None = None,
+        backbone_lr_scale: float = 1.0,
+        freeze_backbone_steps: int = 0,
     ) -> None:
         super().__init__()
         # The resolved YAML (saved by the CLI) is the record of hyper-parameters; the checkpoint
@@ -84,6 +94,9 @@ class FaceRecognitionModule(pl.LightningModule):
         self.no_decay_norm_and_bias = no_decay_norm_and_bias
         self.channels_last = channels_last
         self.compile_backbone = compile_backbone
+        self.init_from = init_from
+        self.backbone_lr_scale = backbone_lr_scale
+        self.freeze_backbone_steps = freeze_backbone_steps
         self.method_modules = nn.ModuleDict()
         self.methods: list[Method] = []
         self._keep_features = False  # a stacked method needs the feature map (set by attach_methods)
@@ -92,6 +105,13 @@ class FaceRecognitionModule(pl.LightningModule):
     # ------------------------------------------------------------------ setup
     def setup(self, stage: str) -> None:
         """Bind the classifier to the backbone and head; collect, validate and register the trainer's Method callbacks."""
+        # Once per module (a fit's final validation calls setup again); ``fr fit --ckpt_path`` marks
+        # it done, since a resumed run restores every tensor from its checkpoint.
+        if self.init_from and not getattr(self, "_initialised_from", False):
+            from fr_lightning.finetune import initialise_from
+
+            initialise_from(self, self.init_from)  # before bind (F2C copies the backbone) and sharding
+            self._initialised_from = True
         # Before a checkpoint is restored: what the classifier builds from them (F2C's gallery) is in its state.
         self.classifier.bind(self.backbone, self.head)
         methods = [cb for cb in self.trainer.callbacks if isinstance(cb, Method)]
@@ -303,6 +323,10 @@ class FaceRecognitionModule(pl.LightningModule):
             extra.append(VerificationCallback())
         if not any(isinstance(cb, FairnessEvaluation) for cb in present):
             extra.append(FairnessEvaluation())  # silent unless per-group sets are validated
+        if self.freeze_backbone_steps:
+            from fr_lightning.finetune import BackboneFreeze
+
+            extra.append(BackboneFreeze(self.freeze_backbone_steps))
         return extra
 
     # ---------------------------------------------------------- optimisation
@@ -317,12 +341,15 @@ class FaceRecognitionModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, object]:
         """Optimizer over the parameter groups and a per-step LambdaLR from ``lr_schedule``."""
-        groups = self.parameter_groups()
+        from fr_lightning.finetune import apply_lr_scales, split_backbone_groups
+
+        groups = split_backbone_groups(self.parameter_groups(), self.backbone, self.backbone_lr_scale)
         if self.optimizer_factory is None:
             optimizer = torch.optim.SGD(groups, lr=0.1, momentum=0.9, weight_decay=5e-4)
         else:
             optimizer = self.optimizer_factory(groups)
         optimizer = row_sparse_optimizer(optimizer, self.classifier.sparse_grad)
+        apply_lr_scales(optimizer)  # backbone_lr_scale, before the scheduler records the base rates
         total = int(self.trainer.estimated_stepping_batches)
         schedule = self.lr_schedule
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule.factor(step, total))

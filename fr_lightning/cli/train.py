@@ -32,8 +32,10 @@ def _configure_wandb_env() -> None:
 _configure_wandb_env()
 
 import lightning.pytorch as pl  # noqa: E402
+import torch  # noqa: E402
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback  # noqa: E402
+from lightning.pytorch.utilities import rank_zero_info  # noqa: E402
 
 from fr_lightning.callbacks import NanGuard  # noqa: E402
 from fr_lightning.tracking import RunStatus  # noqa: E402
@@ -143,6 +145,29 @@ class FaceCLI(RunTrackingCLI, LightningCLI):
         if node is not None and "config" in node:
             node["config"] = [Path(f) for f in files]
 
+    def before_fit(self) -> None:
+        """Check ``--ckpt_path`` before Lightning reads it; a resumed run does not apply ``init_from``."""
+        if self._check_checkpoint() and getattr(self.model, "init_from", None):
+            self.model._initialised_from = True  # every tensor comes back from the checkpoint
+            rank_zero_info("resuming from --ckpt_path: model.init_args.init_from is not applied")
+
+    def before_validate(self) -> None:
+        """Check ``--ckpt_path`` before Lightning reads it."""
+        self._check_checkpoint()
+
+    before_test = before_predict = before_validate
+
+    def _check_checkpoint(self) -> bool:
+        """True when ``--ckpt_path`` names a checkpoint this model can resume; exit 2 with one paragraph when not."""
+        ckpt = self.config_init[self.subcommand].get("ckpt_path")
+        if not ckpt or not Path(str(ckpt)).is_file():
+            return False  # none, or a keyword Lightning resolves (last, best, hpc)
+        problem = resume_problem(Path(str(ckpt)), self.model)
+        if problem:
+            print(f"fr {self.subcommand}: {problem}", file=sys.stderr)
+            raise SystemExit(2)
+        return True
+
     def _instantiate_trainer(self, config: dict, callbacks: list) -> pl.Trainer:
         """``--trainer.enable_checkpointing=false`` also removes the always-on checkpoint callback."""
         if config.get("enable_checkpointing") is False:
@@ -164,6 +189,37 @@ class FaceCLI(RunTrackingCLI, LightningCLI):
         # The crop size is the backbone's input size: set ``data.image_size`` only (a backbone
         # ``input_size`` in a config is overridden by it, and the saved config.yaml omits it).
         parser.link_arguments("data.init_args.image_size", "model.init_args.backbone.init_args.input_size")
+
+
+def resume_problem(path: Path, model: object) -> str | None:
+    """Why ``--ckpt_path path`` cannot resume ``model`` (None when it can): not a Lightning checkpoint
+    (e.g. a ``backbone.pth``), or a classifier trained on another number of classes."""
+    from fr_lightning.deploy.weights import describe_contents, is_lightning_checkpoint, peek_weights
+
+    try:
+        data = peek_weights(path)
+    except ValueError as err:
+        return str(err)
+    hint = (
+        f"To start training from these weights instead, pass them as --model.init_args.init_from={path} "
+        "(the backbone loads strictly; a checkpoint's classifier is kept only when the class count matches; "
+        "optimizer, schedule and step count start fresh). See docs/finetune.md."
+    )
+    if not is_lightning_checkpoint(data):
+        return (
+            f"{path} is not a checkpoint of fr fit (it has no 'pytorch-lightning_version' entry; it is {describe_contents(data)}). "
+            f"--ckpt_path resumes an interrupted run from its own checkpoint. {hint}"
+        )
+    classifier = getattr(model, "classifier", None)
+    own = getattr(classifier, "weight", None)
+    theirs = data["state_dict"].get("classifier.weight")  # type: ignore[index]
+    if isinstance(own, torch.Tensor) and isinstance(theirs, torch.Tensor) and theirs.shape[0] != own.shape[0]:
+        k = max(int(getattr(classifier, "subcenters", 1)), 1)
+        return (
+            f"{path} was trained on {theirs.shape[0] // k} classes, but this run's data has {own.shape[0] // k} "
+            f"(model.init_args.num_classes comes from the data). --ckpt_path resumes a run on its own data. {hint}"
+        )
+    return None
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> FaceCLI:

@@ -27,9 +27,11 @@ __all__ = [
     "WeightsFile",
     "backbone_description",
     "build_named_backbone",
+    "describe_contents",
     "guess_backbone",
     "is_lightning_checkpoint",
     "load_backbone_state",
+    "peek_weights",
     "read_weights",
     "state_mismatch",
 ]
@@ -101,10 +103,24 @@ def read_weights(path: str | Path) -> WeightsFile:
     raise ValueError(f"{path} is neither a checkpoint of fr fit (no 'state_dict') nor a backbone state_dict (it holds {what})")
 
 
-def is_lightning_checkpoint(path: str | Path) -> bool:
-    """Whether ``path`` holds Lightning's checkpoint keys (read memory-mapped: cheap for large files)."""
-    data = _load(Path(path), mmap=True)
+def peek_weights(path: str | Path) -> object:
+    """The file's contents read memory-mapped (cheap for a large checkpoint; tensors load on access)."""
+    return _load(Path(path), mmap=True)
+
+
+def is_lightning_checkpoint(data: object) -> bool:
+    """Whether loaded contents (:func:`peek_weights`) hold Lightning's checkpoint keys."""
     return isinstance(data, dict) and LIGHTNING_KEY in data and isinstance(data.get("state_dict"), dict)
+
+
+def describe_contents(data: object) -> str:
+    """A short account of what a weight file holds, for error messages."""
+    if isinstance(data, dict) and data and all(isinstance(v, Tensor) for v in data.values()):
+        guess = guess_backbone(data)  # type: ignore[arg-type]
+        return f"a bare state_dict of {len(data)} tensors" + (f": {guess}" if guess else "")
+    if isinstance(data, dict):
+        return f"a dict with keys {sorted(map(str, data))[:5]}"
+    return f"a {type(data).__name__}"
 
 
 @dataclass
