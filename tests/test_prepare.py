@@ -176,3 +176,55 @@ def test_central_pick_and_output_folder_rules(photos, tmp_path: Path, capsys: py
     assert exc.value.code == 2 and "not empty" in capsys.readouterr().err
     assert (other / "keep.txt").read_text() == "x"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "out"]
+
+
+def pooling_embedder(path: Path) -> Path:
+    """A 112x112 ONNX 'recognition model' whose embedding is the mean colour of each half of the crop."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("Split", ["x", "halves"], ["top", "bottom"], axis=2),
+        helper.make_node("GlobalAveragePool", ["top"], ["pt"]),
+        helper.make_node("GlobalAveragePool", ["bottom"], ["pb"]),
+        helper.make_node("Concat", ["pt", "pb"], ["both"], axis=1),
+        helper.make_node("Flatten", ["both"], ["emb"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "pool",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 112, 112])],
+        [helper.make_tensor_value_info("emb", TensorProto.FLOAT, ["N", 6])],
+        [numpy_helper.from_array(np.array([56, 56], np.int64), "halves")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_fr_embed_detects_and_aligns_unaligned_photos(photos, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    raw, model, _ = photos
+    embedder = pooling_embedder(tmp_path / "emb.onnx")
+    main(["embed", str(embedder), str(raw), str(tmp_path / "det.npy"), "--detector", str(model), "--min-face", "40", "--no-progress"])
+    err = capsys.readouterr().err
+    assert "5 photos gave no face" in err
+    names = (tmp_path / "det.files.txt").read_text().split()
+    skipped = dict(line.split("\t") for line in (tmp_path / "det.skipped.txt").read_text().splitlines())
+    assert skipped == {
+        "id1/b.jpg": "nothing detected",
+        "id1/e.jpg": "below --min-face",
+        "id2/d.jpg": "below --score",
+        "id2/e.jpg": "nothing detected",
+        UNDECODABLE: "undecodable",
+    }
+    assert len(names) == 15 and not set(names) & set(skipped)
+    # the same photos aligned from the landmarks file `fr data align --detector` writes embed the same
+    out = tmp_path / "aligned"
+    main(["data", "align", str(raw), str(out), "--detector", str(model), "--min-face", "40", "--no-progress"])
+    listed = tmp_path / "list.txt"
+    listed.write_text("".join(f"{raw / n}\n" for n in names))
+    lm = tmp_path / "lm.txt"
+    lm.write_text("".join(f"{raw / line}\n" for line in (out / "landmarks.txt").read_text().splitlines()[1:]))
+    main(["embed", str(embedder), str(listed), str(tmp_path / "lm.npy"), "--landmarks", str(lm), "--no-progress"])
+    np.testing.assert_allclose(np.load(tmp_path / "det.npy"), np.load(tmp_path / "lm.npy"), atol=1e-5)

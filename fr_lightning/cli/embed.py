@@ -6,7 +6,9 @@ its architecture), an ``.onnx`` graph (``fr export``'s or insightface's recognit
 ``w600k_r50.onnx``) or a TorchScript file (``--image-size`` needed). IMAGES is a
 folder (all images below it, sorted by relative path) or a list file (one path per line). Faces
 are aligned crops already, or ``--landmarks FILE`` (``path x1 y1 ... x5 y5`` per image, as for
-``fr data align``) aligns each one to the 5-point template at the model's input size.
+``fr data align``) aligns each one to the 5-point template at the model's input size, or
+``--detector det_10g.onnx`` finds the face in each photo (one per photo, ``--pick``) and aligns it;
+photos without a face are left out and listed in ``OUT.skipped.txt``.
 
 Writes ``OUT.npy`` (float32 ``[N, D]``, row i = i-th file) and ``OUT.files.txt`` (the file order,
 one name per line as listed).
@@ -100,6 +102,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("images", help="folder of face images, or a text file listing them")
     parser.add_argument("output", help="output .npy of L2-normalised flip-test embeddings")
     parser.add_argument("--landmarks", default=None, help="'path x1 y1 ... x5 y5' per image: align before embedding")
+    parser.add_argument("--detector", default=None, metavar="MODEL", help="SCRFD/RetinaFace 5-point .onnx: detect and align unaligned photos")
+    parser.add_argument("--pick", choices=["largest", "central"], default="largest", help="with --detector: face kept when there are several")
+    parser.add_argument("--min-face", type=float, default=0.0, metavar="PX", help="with --detector: smallest face counted (box's shorter side)")
+    parser.add_argument("--score", type=float, default=0.5, help="with --detector: lowest detection score counted")
     add_model_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=64, help="images per model call (default 64)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: the runtime's choice)")
@@ -114,6 +120,17 @@ def main(argv: list[str] | None = None) -> None:
     try:
         names, files = list_images(args.images)
         landmarks = read_landmarks(args.landmarks) if args.landmarks else None
+        skipped: dict[str, str] = {}
+        if args.detector:
+            from fr_lightning.detect import SCRFD, detect_landmarks
+
+            if landmarks is not None:
+                raise ValueError("give --landmarks or --detector, not both")
+            detector = SCRFD(args.detector, threads=args.threads)
+            landmarks, skipped = detect_landmarks(files, names, detector, args.pick, args.min_face, args.score, not args.no_progress)
+            files, names = [f for f, n in zip(files, names) if n in landmarks], [n for n in names if n in landmarks]
+            if not names:
+                raise ValueError(f"{args.images}: no face found in any of the {len(skipped)} photos")
         embedder = load_model_argument(args, args.threads)
         emb, resized = embed_files(embedder, files, names, landmarks, args.batch_size, not args.no_progress)
     except (FileNotFoundError, ValueError, ImportError) as err:
@@ -122,6 +139,11 @@ def main(argv: list[str] | None = None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, emb)
     order_file(out).write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
+    if args.detector:
+        skip_file = out.with_name(out.stem + ".skipped.txt")
+        skip_file.write_text("".join(f"{n}\t{why}\n" for n, why in skipped.items()), encoding="utf-8")
+        if skipped:
+            print(f"fr embed: {len(skipped)} photos gave no face and are not embedded, e.g. {next(iter(skipped))} ({next(iter(skipped.values()))}); all in {skip_file}", file=sys.stderr)
     note = f"; {resized} images were not {embedder.image_size}x{embedder.image_size} and were resized" if resized else ""
     print(f"wrote {emb.shape[0]} x {emb.shape[1]} L2-normalised flip-test embeddings to {out} (order: {order_file(out)}){note}")
 

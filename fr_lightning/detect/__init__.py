@@ -4,7 +4,7 @@ one-face-per-photo picking, and the photo folder -> aligned crops step with its 
 from __future__ import annotations
 
 from fr_lightning.detect.pick import PICK_RULES, Screened, face_size, pick_face, screen
-from fr_lightning.detect.prepare import LANDMARKS_NAME, REPORT_NAME, detect_one, list_photos, prepare_folder, summary_lines
+from fr_lightning.detect.prepare import LANDMARKS_NAME, REPORT_NAME, detect_landmarks, detect_one, list_photos, prepare_folder, summary_lines
 from fr_lightning.detect.scrfd import (
     DEFAULT_INPUT_SIZE,
     SCRFD,
@@ -27,6 +27,7 @@ __all__ = [
     "Screened",
     "anchor_centres",
     "decode",
+    "detect_landmarks",
     "detect_one",
     "distance_to_boxes",
     "distance_to_points",

@@ -29,7 +29,7 @@ import numpy as np
 from fr_lightning.detect.pick import pick_face, screen
 from fr_lightning.detect.scrfd import SCRFD, Detections
 
-__all__ = ["LOW_SCORE_FLOOR", "REPORT_NAME", "LANDMARKS_NAME", "detect_one", "list_photos", "prepare_folder", "summary_lines"]
+__all__ = ["LOW_SCORE_FLOOR", "REPORT_NAME", "LANDMARKS_NAME", "detect_landmarks", "detect_one", "list_photos", "prepare_folder", "summary_lines"]
 
 #: Detections down to this score are found (and counted as "below --score") even when --score is higher.
 LOW_SCORE_FLOOR = 0.2
@@ -68,6 +68,39 @@ def detect_one(
     k = pick_face(split.faces, image.shape, pick)
     info.update(box=[round(float(v), 2) for v in split.faces.boxes[k]], score=round(float(split.faces.scores[k]), 4))
     return split.faces.landmarks[k].astype(np.float64), info
+
+
+def detect_landmarks(
+    files: list[Path],
+    names: list[str],
+    detector: SCRFD,
+    pick: str = "largest",
+    min_face: float = 0.0,
+    score: float = 0.5,
+    progress: bool = True,
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """``({name: [5, 2] landmarks of the picked face}, {name: why there is none})`` for photo files.
+
+    The reasons are ``undecodable``, ``nothing detected``, ``below --score`` and ``below --min-face``.
+    """
+    from tqdm import tqdm
+
+    found: dict[str, np.ndarray] = {}
+    missing: dict[str, str] = {}
+    for path, name in tqdm(list(zip(files, names)), unit="photo", desc="detect", disable=not progress, file=sys.stderr):
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            missing[name] = "undecodable"
+            continue
+        try:
+            landmarks, info = detect_one(image, detector, pick, min_face, score)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+        if landmarks is None:
+            missing[name] = _no_face_reason(info)
+        else:
+            found[name] = landmarks
+    return found, missing
 
 
 def _no_face_reason(info: dict[str, Any]) -> str:
