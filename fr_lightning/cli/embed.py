@@ -60,12 +60,15 @@ def embed_files(
         missing = [n for n in names if n not in landmarks]
         if missing:
             raise ValueError(f"the landmarks file has no entry for {len(missing)} images, e.g. {missing[:3]}")
+    from fr_lightning.data.transforms import SizeCheck
+
     size = embedder.image_size  # type: ignore[attr-defined]
     chunks: list[np.ndarray] = []
     resized = 0
+    check = SizeCheck(size, f"these {len(files)} images")  # one warning for the set (FR_IMAGE_SIZE=refuse stops)
 
     def load(i: int) -> tuple[np.ndarray, bool]:
-        return load_face(files[i], size, None if landmarks is None else landmarks[names[i]])
+        return load_face(files[i], size, None if landmarks is None else landmarks[names[i]], check)
 
     bar = tqdm(total=len(files), unit="img", desc="fr embed", disable=not progress, file=sys.stderr)
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -136,12 +139,20 @@ def main(argv: list[str] | None = None) -> None:
     except (FileNotFoundError, ValueError, ImportError) as err:
         print(f"fr embed: {err}", file=sys.stderr)
         raise SystemExit(1) from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, emb)
-    order_file(out).write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
+    from fr_lightning.utils.atomic import AtomicFiles
+
+    skip_file = out.with_name(out.stem + ".skipped.txt")
+    try:  # temporary names, renamed together once all are written: never a half-written output
+        with AtomicFiles(out.parent) as outputs:
+            with open(outputs.path(out.name), "wb") as fh:
+                np.save(fh, emb)
+            outputs.path(order_file(out).name).write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
+            if args.detector:
+                outputs.path(skip_file.name).write_text("".join(f"{n}\t{why}\n" for n, why in skipped.items()), encoding="utf-8")
+    except OSError as err:
+        print(f"fr embed: cannot write {out}: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
     if args.detector:
-        skip_file = out.with_name(out.stem + ".skipped.txt")
-        skip_file.write_text("".join(f"{n}\t{why}\n" for n, why in skipped.items()), encoding="utf-8")
         if skipped:
             print(f"fr embed: {len(skipped)} photos gave no face and are not embedded, e.g. {next(iter(skipped))} ({next(iter(skipped.values()))}); all in {skip_file}", file=sys.stderr)
     note = f"; {resized} images were not {embedder.image_size}x{embedder.image_size} and were resized" if resized else ""

@@ -19,6 +19,7 @@ they disagree with PyTorch. See docs/deploy.md.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -104,10 +105,38 @@ def export(
     """Write ``checkpoint``'s embedding network to ``output``; returns the lines to print.
 
     ``checkpoint`` is a ``.ckpt`` (``configs``: recipes describing its model, default the run's
-    config.yaml) or a bare ``backbone.pth`` whose architecture ``backbone`` names.
+    config.yaml) or a bare ``backbone.pth`` whose architecture ``backbone`` names. The file is
+    written under a temporary name beside ``output`` and renamed only after it passed its check:
+    a failed export or check, a full disk or a kill leaves a previous ``output`` as it was.
     """
-    out = Path(output)
-    fmt = infer_format(out, fmt)
+    final = Path(output)
+    fmt = infer_format(final, fmt)
+    tmp = final.with_name(f".{final.stem}.tmp-{os.getpid()}{final.suffix}")  # the suffix stays: writers read it
+    try:
+        lines = _export_to(tmp, checkpoint, fmt, configs, fp16, opset, backbone, image_size)
+        os.replace(tmp, final)
+    except ExportCheckError as err:
+        raise ExportCheckError(str(err).replace(str(tmp), str(final))) from None
+    except OSError as err:
+        if err.filename not in (None, str(tmp)) or err.errno is None:
+            raise  # e.g. the checkpoint is missing: not about the output
+        raise type(err)(err.errno, err.strerror or str(err), str(final)) from err
+    finally:
+        tmp.unlink(missing_ok=True)
+    return [line.replace(str(tmp), str(final)) for line in lines]
+
+
+def _export_to(
+    out: Path,
+    checkpoint: str | Path,
+    fmt: str,
+    configs: list[str] | None,
+    fp16: bool,
+    opset: int,
+    backbone: str | None,
+    image_size: int | None,
+) -> list[str]:
+    """:func:`export` into ``out`` (its temporary file), in the format ``fmt``."""
     if backbone is not None and configs:
         raise ValueError("--backbone describes a bare backbone.pth; --config describes a .ckpt: pass one of them")
     if fmt == "pth":
@@ -179,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         lines = export(args.checkpoint, args.output, args.format, args.config, args.fp16, args.opset, args.backbone, args.image_size)
-    except (FileNotFoundError, ValueError, ImportError, ExportCheckError) as err:
+    except (OSError, ValueError, ImportError, ExportCheckError) as err:
         print(f"fr export: {err}", file=sys.stderr)
         raise SystemExit(1) from None
     print("\n".join(lines))
