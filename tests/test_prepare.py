@@ -228,3 +228,70 @@ def test_fr_embed_detects_and_aligns_unaligned_photos(photos, tmp_path: Path, ca
     lm.write_text("".join(f"{raw / line}\n" for line in (out / "landmarks.txt").read_text().splitlines()[1:]))
     main(["embed", str(embedder), str(listed), str(tmp_path / "lm.npy"), "--landmarks", str(lm), "--no-progress"])
     np.testing.assert_allclose(np.load(tmp_path / "det.npy"), np.load(tmp_path / "lm.npy"), atol=1e-5)
+
+
+# --------------------------------------------------------------------------- no silent stretching
+
+
+def write_faces(folder: Path, sizes: list[tuple[int, int]]) -> list[Path]:
+    """Rendered faces resized to ``(width, height)`` each, one identity folder ``p0``."""
+    batch = FaceRenderer(seed=1, image_size=112).render(np.zeros(len(sizes), np.int64), np.arange(len(sizes)))
+    paths = []
+    for k, (w, h) in enumerate(sizes):
+        path = folder / "p0" / f"{k}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), cv2.resize(cv2.cvtColor(batch.images[k], cv2.COLOR_RGB2BGR), (w, h)))
+        paths.append(path)
+    return paths
+
+
+def test_size_check_warns_once_naming_a_file_or_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fr_lightning.data.transforms import ImageSizeWarning, SizeCheck, resize_face
+
+    check = SizeCheck(112, "set A")
+    img = np.zeros((80, 100, 3), np.uint8)
+    with pytest.warns(ImageSizeWarning) as caught:
+        for k in range(3):
+            out, _ = resize_face(img, None, 112, check, f"a/{k}.jpg")
+            assert out.shape == (112, 112, 3)
+    assert len(caught) == 1 and "set A" in str(caught[0].message) and "a/0.jpg is 100x80, not square" in str(caught[0].message)
+    assert check.count == 3
+    resize_face(np.zeros((112, 112, 3), np.uint8), None, 112, SizeCheck(112, policy="refuse"), "fine.jpg")  # right size: no error
+    with pytest.raises(ValueError, match="b.jpg: image is 100x80, not square"):
+        resize_face(img, None, 112, SizeCheck(112, policy="refuse"), "b.jpg")
+    monkeypatch.setenv("FR_IMAGE_SIZE", "refuse")
+    with pytest.raises(ValueError, match="c.jpg: image is 128x128, resized"):
+        resize_face(np.zeros((128, 128, 3), np.uint8), None, 112, SizeCheck(112), "c.jpg")
+    monkeypatch.setenv("FR_IMAGE_SIZE", "sometimes")
+    with pytest.raises(ValueError, match="FR_IMAGE_SIZE"):
+        SizeCheck(112)
+
+
+def test_training_samples_of_another_size_warn_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fr_lightning.data.transforms as transforms
+    from fr_lightning.data import Augment, scan_folder
+    from fr_lightning.data.sources import FolderFaces
+
+    monkeypatch.setattr(transforms, "_PROCESS_CHECKS", {})
+    write_faces(tmp_path, [(120, 90), (90, 120), (112, 112)])
+    faces = FolderFaces(scan_folder(tmp_path), 112, Augment(hflip=False))
+    with pytest.warns(transforms.ImageSizeWarning) as caught:
+        batch = faces.__getitems__([0, 1, 2, 0])
+    assert len(caught) == 1 and "120x90, not square" in str(caught[0].message)
+    assert all(s["images"].shape == (3, 112, 112) for s in batch)
+
+
+def test_fr_embed_warns_once_or_refuses_with_the_file_named(photos, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from fr_lightning.data.transforms import ImageSizeWarning
+
+    embedder = pooling_embedder(tmp_path / "emb.onnx")
+    write_faces(tmp_path / "faces", [(112, 112), (150, 100), (100, 150)])
+    with pytest.warns(ImageSizeWarning) as caught:
+        main(["embed", str(embedder), str(tmp_path / "faces"), str(tmp_path / "e.npy"), "--no-progress"])
+    assert len(caught) == 1 and "p0/1.png is 150x100, not square" in str(caught[0].message)
+    assert np.load(tmp_path / "e.npy").shape == (3, 6)
+    monkeypatch.setenv("FR_IMAGE_SIZE", "refuse")
+    with pytest.raises(SystemExit) as exc:
+        main(["embed", str(embedder), str(tmp_path / "faces"), str(tmp_path / "f.npy"), "--no-progress"])
+    assert exc.value.code == 1 and "p0/1.png: image is 150x100" in capsys.readouterr().err
+    assert not (tmp_path / "f.npy").exists()

@@ -140,8 +140,10 @@ def make_bin(pairs_file: Path, out: Path, root: Path | None = None, image_size: 
     with ``fmt``). Returns the number of pairs.
     """
     from fr_lightning.data import decode_image, encode_image, resize_face, write_bin
+    from fr_lightning.data.transforms import SizeCheck
 
     root = root if root is not None else pairs_file.parent
+    check = SizeCheck(image_size or 0, f"the images of {pairs_file}")  # one warning naming the first image resized
     images: list[bytes] = []
     issame: list[bool] = []
     with open(pairs_file, encoding="utf-8") as f:
@@ -160,7 +162,7 @@ def make_bin(pairs_file: Path, out: Path, root: Path | None = None, image_size: 
                 if image_size is not None or p.suffix.lower() not in (".jpg", ".jpeg", ".png"):
                     img = decode_image(buf, str(p))
                     if image_size is not None:
-                        img = resize_face(img, None, image_size)[0]
+                        img = resize_face(img, None, image_size, check, str(p))[0]
                     buf = encode_image(img, img_fmt=_FMT[fmt])
                 images.append(buf)
             issame.append(flags[fields[2].lower()])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, NamedTuple
 
 import cv2
@@ -51,15 +52,76 @@ def hflip_landmarks(landmarks: np.ndarray, width: int) -> np.ndarray:
 # (Used by the RecordIO / folder / shard sources; the synthetic source does its own flip.)
 
 
-def resize_face(image: np.ndarray, landmarks: np.ndarray | None, size: int) -> tuple[np.ndarray, np.ndarray | None]:
+class ImageSizeWarning(UserWarning):
+    """Face images are not the square size the model expects (they are resized, non-square ones stretched)."""
+
+
+#: What :class:`SizeCheck` does by default: ``warn`` (once), ``refuse`` or ``ignore``; the
+#: ``FR_IMAGE_SIZE`` environment variable sets it for every dataset and command at once.
+SIZE_POLICIES = ("warn", "refuse", "ignore")
+
+
+class SizeCheck:
+    """Warns once (or refuses) when a dataset's face images are not ``size``×``size``.
+
+    Resizing an aligned crop of another size is harmless; stretching a non-square image (a
+    photo, an unaligned crop) silently distorts faces. One check per dataset: the first image
+    of another size triggers one :class:`ImageSizeWarning` naming it, later ones only count.
+
+    Args:
+        size: the expected side in px.
+        dataset: what the message calls the dataset (a folder, a file list, a set name).
+        policy: ``warn``, ``refuse`` (a ``ValueError`` naming the image) or ``ignore``; None:
+            the ``FR_IMAGE_SIZE`` environment variable, else ``warn``.
+    """
+
+    def __init__(self, size: int, dataset: str = "the images", policy: str | None = None) -> None:
+        policy = policy or os.environ.get("FR_IMAGE_SIZE", "") or "warn"
+        if policy not in SIZE_POLICIES:
+            raise ValueError(f"image size policy must be one of {SIZE_POLICIES} (FR_IMAGE_SIZE), got {policy!r}")
+        self.size, self.dataset, self.policy = int(size), dataset, policy
+        self.count = 0  # images of another size seen (in this process)
+        self.warned = False
+
+    def __call__(self, shape: tuple[int, ...], where: str) -> None:
+        """Note one image of ``shape`` (``(H, W, ...)``) at ``where`` that is about to be resized."""
+        h, w = int(shape[0]), int(shape[1])
+        if (h, w) == (self.size, self.size) or self.policy == "ignore":
+            return
+        what = f"{w}x{h}, " + ("not square: it is stretched" if h != w else "resized") + f" to {self.size}x{self.size}"
+        if self.policy == "refuse":
+            raise ValueError(f"{where}: image is {what} (align the photos first: fr data align --detector; FR_IMAGE_SIZE=warn to allow)")
+        self.count += 1
+        if not self.warned:
+            self.warned = True
+            warnings.warn(
+                f"{self.dataset}: images are not {self.size}x{self.size}, e.g. {where} is {what}; faces are expected "
+                "as aligned square crops (fr data align). This warns once per dataset; FR_IMAGE_SIZE=refuse stops instead",
+                ImageSizeWarning,
+                stacklevel=3,
+            )
+
+
+#: Per-process checks for callers that pass none (one warning per expected size and process).
+_PROCESS_CHECKS: dict[int, SizeCheck] = {}
+
+
+def resize_face(
+    image: np.ndarray, landmarks: np.ndarray | None, size: int, check: SizeCheck | None = None, where: str = "an image"
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Resize an RGB uint8 image to ``size``×``size`` (no-op when it already is); landmarks are scaled to match.
 
     Shrinking uses area interpolation (no aliasing), enlarging bilinear. Non-square images are
-    stretched: face crops are expected to be aligned squares already (see :mod:`fr_lightning.data.align`).
+    stretched: face crops are expected to be aligned squares already (see :mod:`fr_lightning.data.align`);
+    ``check`` (the dataset's :class:`SizeCheck`) warns once or refuses, naming ``where``; without
+    one, a check shared by the whole process does (once per ``size`` and DataLoader worker).
     """
     h, w = image.shape[:2]
     if h == size and w == size:
         return image, landmarks
+    if check is None:
+        check = _PROCESS_CHECKS.setdefault(size, SizeCheck(size, "training/evaluation images"))
+    check(image.shape, where)
     interp = cv2.INTER_AREA if size < max(h, w) else cv2.INTER_LINEAR
     out = cv2.resize(image, (size, size), interpolation=interp)
     if landmarks is not None:

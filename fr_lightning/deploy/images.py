@@ -11,9 +11,13 @@ listed) and each image is aligned to the template at the model's input size.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from fr_lightning.data.transforms import SizeCheck
 
 __all__ = ["IMAGE_SUFFIXES", "list_images", "load_face", "normalize", "read_landmarks"]
 
@@ -79,11 +83,14 @@ def read_landmarks(path: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
-def load_face(path: str | Path, size: int, landmarks: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+def load_face(
+    path: str | Path, size: int, landmarks: np.ndarray | None = None, check: SizeCheck | None = None
+) -> tuple[np.ndarray, bool]:
     """RGB uint8 ``[size, size, 3]`` face crop, and whether it was resized.
 
     With ``landmarks`` the image is aligned (similarity to the 5-point template at ``size``);
-    without, it is taken as an aligned crop and resized only when its size differs.
+    without, it is taken as an aligned crop and resized only when its size differs (``check``,
+    the image set's :class:`~fr_lightning.data.transforms.SizeCheck`, warns once or refuses).
     """
     from fr_lightning.data import align_face
 
@@ -94,6 +101,8 @@ def load_face(path: str | Path, size: int, landmarks: np.ndarray | None = None) 
     if landmarks is not None:
         img, _ = align_face(img, landmarks, size)
     elif img.shape[:2] != (size, size):
+        if check is not None:
+            check(img.shape, str(path))
         shrink = img.shape[0] > size or img.shape[1] > size
         img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
         resized = True
