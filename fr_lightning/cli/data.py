@@ -448,6 +448,8 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "align":
             if args.out is None:
                 raise ValueError("give SRC LANDMARKS OUT, or RAW OUT --detector MODEL")
+            if args.to is not None:
+                raise ValueError("--to packs the output of RAW OUT --detector MODEL; for aligned crops run fr data convert")
             n = align(args.src, args.landmarks, args.out, args.size)
             _say(f"aligned {n} images into {args.out}")
         elif hasattr(args, "run"):  # sub-parsers added by other modules carry their own function
