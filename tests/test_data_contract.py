@@ -28,6 +28,7 @@ from fr_lightning.data import (
     FaceSet,
     FolderSource,
     LabelNoise,
+    LoaderSpec,
     MapSource,
     RecordIOSource,
     SkipCounter,
@@ -186,7 +187,7 @@ def test_a_stream_refuses_a_map_style_set(tmp_path: Path) -> None:
     stream = _wds(tmp_path / "wds")
     dataset = _synthetic(tmp_path).dataset(24, hflip=False)
     with pytest.raises(ValueError, match="WdsSource streams its samples"):
-        stream.loader(4, image_size=24, dataset=dataset)
+        stream.loader(LoaderSpec(batch_size=4, image_size=24), dataset)
 
 
 # ----------------------------------------------------------------- F²C on the real formats

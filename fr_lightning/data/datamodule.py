@@ -13,7 +13,7 @@ from fr_lightning.data.dual_loaders import DualLoaders
 from fr_lightning.data.noise import LabelNoise, NoisyLabelDataset
 from fr_lightning.data.pairs import PairImages, PairSet
 from fr_lightning.data.sources import SyntheticSource, TrainSource, ValSource, default_val_sets
-from fr_lightning.data.sources.base import FaceSet, MapSource, Progress
+from fr_lightning.data.sources.base import FaceSet, LoaderSpec, MapSource, Progress
 
 
 class FaceDataModule(pl.LightningDataModule):
@@ -130,17 +130,17 @@ class FaceDataModule(pl.LightningDataModule):
         """This rank's training loader, from the source (:meth:`TrainSource.loader`)."""
         trainer = getattr(self, "trainer", None)
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (None, None)
-        return self.train_source.loader(
-            self.batch_size,
-            world,
-            rank,
-            self._seed(),
+        spec = LoaderSpec(
+            batch_size=self.batch_size,
+            world_size=world,
+            rank=rank,
+            seed=self._seed(),
             image_size=self.image_size,
             hflip=self.hflip,
             num_workers=self.num_workers,
             progress=self._trainer_progress(),
-            dataset=self.train_set,
         )
+        return self.train_source.loader(spec, self.train_set)
 
     def _trainer_progress(self) -> Progress | None:
         """``() -> (epoch, finished batches of it)`` of the attached trainer (what a checkpoint resumes from)."""

@@ -1,7 +1,7 @@
 """Pluggable data sources: one module per kind, each a Source (typed ``__init__``, YAML-selectable) and its Dataset.
 
 The contract every source keeps is in :mod:`.base` (:class:`TrainSource`, :class:`MapSource`,
-:class:`FaceSet`, :class:`ValSource`).
+:class:`FaceSet`, :class:`LoaderSpec`, :class:`ValSource`).
 
 * :mod:`.synthetic`: the built-in renderer (default; imported lazily);
 * :mod:`.recordio`: insightface ``train.rec/.idx/property``;
@@ -11,7 +11,7 @@ The contract every source keeps is in :mod:`.base` (:class:`TrainSource`, :class
 * :mod:`.binpairs`: ``.bin`` verification sets.
 """
 
-from fr_lightning.data.sources.base import FaceSet, MapSource, TrainSource, ValSource
+from fr_lightning.data.sources.base import FaceSet, LoaderSpec, MapSource, TrainSource, ValSource
 from fr_lightning.data.sources.binpairs import BinPairs
 from fr_lightning.data.sources.dali import DaliSource
 from fr_lightning.data.sources.folder import FolderFaces, FolderIndex, FolderSource, scan_folder
@@ -29,6 +29,7 @@ __all__ = [
     "FolderFaces",
     "FolderIndex",
     "FolderSource",
+    "LoaderSpec",
     "MapSource",
     "RecordIOFaces",
     "RecordIOSource",

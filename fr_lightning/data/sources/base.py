@@ -4,8 +4,9 @@ A training source *has* everything the data module calls; nothing is probed with
 
 * :attr:`TrainSource.num_classes` (linked into the classifier) and
   :meth:`TrainSource.loader`, the training loader of one rank (batches of
-  :class:`~fr_lightning.batch.FaceBatch`); every source implements it: map-style sources through
-  :class:`MapSource`, the WebDataset stream and the DALI pipeline each their own;
+  :class:`~fr_lightning.batch.FaceBatch`) for a :class:`LoaderSpec`; every source implements it:
+  map-style sources through :class:`MapSource`, the WebDataset stream and the DALI pipeline
+  each their own;
 * capabilities with a documented default: :attr:`TrainSource.skip_counter` (None: the source
   never skips a corrupt sample), and being a :class:`MapSource`, whose :meth:`MapSource.dataset`
   is a :class:`FaceSet` that lists its labels (what ``data.label_noise`` and F²C's
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,7 +33,7 @@ from fr_lightning.data.resume import ResumableLoader, ResumableSampler
 if TYPE_CHECKING:
     from fr_lightning.data.sources.samples import SkipCounter
 
-__all__ = ["FaceSet", "MapSource", "Progress", "TrainSource", "ValSource", "resolve_ranks"]
+__all__ = ["FaceSet", "LoaderSpec", "MapSource", "Progress", "TrainSource", "ValSource", "resolve_ranks"]
 
 #: ``() -> (epoch, batches finished in it)`` of the trainer: what a resumable loader saves.
 Progress = Callable[[], tuple[int, int]]
@@ -64,8 +66,47 @@ def resolve_ranks(world_size: int | None, rank: int | None) -> tuple[int, int]:
     return (world if world_size is None else int(world_size)), (me if rank is None else int(rank))
 
 
+@dataclass(frozen=True)
+class LoaderSpec:
+    """What the data module asks a training source for: this rank's batches, and how to make them.
+
+    Attributes:
+        batch_size: samples per batch on this rank (full batches only).
+        world_size: number of ranks (None: from ``torch.distributed``, else 1).
+        rank: this rank (None: from ``torch.distributed``, else 0).
+        seed: the run's seed (order and per-sample augmentation keys of a map-style source; a
+            source with a ``seed`` option of its own uses that).
+        image_size: square output size in px.
+        hflip: random horizontal flip (when the source's own ``augment`` is not set).
+        num_workers: DataLoader worker processes (a GPU pipeline has its own threads).
+        progress: the trainer's ``(epoch, finished batches)``; a resumable loader saves it in
+            checkpoints and reads the epoch from it (None outside a trainer).
+    """
+
+    batch_size: int
+    world_size: int | None = None
+    rank: int | None = None
+    seed: int = 0
+    image_size: int = 112
+    hflip: bool = True
+    num_workers: int = 0
+    progress: Progress | None = None
+
+    def ranks(self) -> tuple[int, int]:
+        """``(world_size, rank)`` with the defaults resolved (:func:`resolve_ranks`)."""
+        return resolve_ranks(self.world_size, self.rank)
+
+
 class TrainSource(ABC):
-    """Base of training sources: the number of classes and the training loader of one rank."""
+    """Base of training sources: the number of classes and the training loader of one rank.
+
+    Attributes:
+        skip_counter: counter of the corrupt samples skipped (logged as ``data/skipped``). None
+            (the default): the source never skips one, a sample that cannot be read stops
+            training; a source with ``skip_corrupt`` on sets its own.
+    """
+
+    skip_counter: SkipCounter | None = None
 
     @property
     @abstractmethod
@@ -73,41 +114,14 @@ class TrainSource(ABC):
         """Number of identities (linked into the classifier)."""
 
     @abstractmethod
-    def loader(
-        self,
-        batch_size: int,
-        world_size: int | None = None,
-        rank: int | None = None,
-        seed: int = 0,
-        *,
-        image_size: int = 112,
-        hflip: bool = True,
-        num_workers: int = 0,
-        progress: Progress | None = None,
-        dataset: FaceSet | None = None,
-    ) -> Iterable[FaceBatch]:
-        """The training loader of ``rank`` among ``world_size`` ranks (full batches only).
+    def loader(self, spec: LoaderSpec, dataset: FaceSet | None = None) -> Iterable[FaceBatch]:
+        """The training loader of one rank, as ``spec`` describes.
 
         Args:
-            batch_size: samples per batch on this rank.
-            world_size: number of ranks (None: from ``torch.distributed``, else 1).
-            rank: this rank (None: from ``torch.distributed``, else 0).
-            seed: the run's seed (order and per-sample augmentation keys of a map-style source;
-                a source with a ``seed`` option of its own uses that).
-            image_size: square output size in px.
-            hflip: random horizontal flip (when the source's own ``augment`` is not set).
-            num_workers: DataLoader worker processes (a GPU pipeline has its own threads).
-            progress: the trainer's ``(epoch, finished batches)``; a resumable loader saves it in
-                checkpoints and reads the epoch from it (None outside a trainer).
+            spec: batch size, ranks, seed, image size, flip, workers and the trainer's progress.
             dataset: a :class:`MapSource`'s set to serve instead of a fresh :meth:`MapSource.dataset`
                 (the data module's label-noise or dual-loader view of it); other sources refuse one.
         """
-
-    @property
-    def skip_counter(self) -> SkipCounter | None:
-        """Counter of corrupt samples skipped (logged as ``data/skipped``); None: this source never
-        skips one (the default), a sample that cannot be read stops training."""
-        return None
 
     def _refuse_dataset(self, dataset: FaceSet | None) -> None:
         if dataset is not None:
@@ -128,31 +142,19 @@ class MapSource(TrainSource):
     def dataset(self, image_size: int, hflip: bool) -> FaceSet:
         """The training set at ``image_size`` px."""
 
-    def loader(
-        self,
-        batch_size: int,
-        world_size: int | None = None,
-        rank: int | None = None,
-        seed: int = 0,
-        *,
-        image_size: int = 112,
-        hflip: bool = True,
-        num_workers: int = 0,
-        progress: Progress | None = None,
-        dataset: FaceSet | None = None,
-    ) -> ResumableLoader:
+    def loader(self, spec: LoaderSpec, dataset: FaceSet | None = None) -> ResumableLoader:
         """A :class:`~fr_lightning.data.resume.ResumableLoader` over ``dataset`` (default: :meth:`dataset`)."""
-        data = dataset if dataset is not None else self.dataset(image_size, hflip)
-        world, me = resolve_ranks(world_size, rank)
-        sampler = ResumableSampler(data, num_replicas=world, rank=me, shuffle=True, seed=seed, drop_last=True)
+        data = dataset if dataset is not None else self.dataset(spec.image_size, spec.hflip)
+        world, rank = spec.ranks()
+        sampler = ResumableSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=spec.seed, drop_last=True)
         return ResumableLoader(
             data,
-            batch_size=batch_size,
+            batch_size=spec.batch_size,
             sampler=sampler,
-            progress=progress,
+            progress=spec.progress,
             drop_last=True,
-            num_workers=num_workers,
-            persistent_workers=num_workers > 0,
+            num_workers=spec.num_workers,
+            persistent_workers=spec.num_workers > 0,
             collate_fn=data.collate if isinstance(data, FaceSet) else collate_faces,
         )
 

@@ -26,7 +26,7 @@ import torch
 from fr_lightning.batch import FaceBatch
 from fr_lightning.data.formats.recordio_set import RecordIOSet
 from fr_lightning.data.formats.wds import read_shard_index
-from fr_lightning.data.sources.base import FaceSet, Progress, TrainSource, resolve_ranks
+from fr_lightning.data.sources.base import FaceSet, LoaderSpec, TrainSource
 
 __all__ = ["DaliSource", "INSTALL_HINT"]
 
@@ -136,26 +136,15 @@ class DaliSource(TrainSource):
             f.writelines(f"{int(k)}\t{int(o)}\n" for k, o in zip(records.keys, offsets))
         return Path(name)
 
-    def loader(
-        self,
-        batch_size: int,
-        world_size: int | None = None,
-        rank: int | None = None,
-        seed: int = 0,
-        *,
-        image_size: int = 112,
-        hflip: bool = True,
-        num_workers: int = 0,
-        progress: Progress | None = None,
-        dataset: FaceSet | None = None,
-    ) -> _DaliBatches:
-        """The DALI batch iterator for this rank. DALI has its own threads (``num_workers`` unused),
-        its own shuffle seeded by this source's ``seed`` (the run's ``seed`` unused) and no resume
-        position (``progress`` unused)."""
+    def loader(self, spec: LoaderSpec, dataset: FaceSet | None = None) -> _DaliBatches:
+        """The DALI batch iterator for this rank. DALI has its own threads (``spec.num_workers``
+        unused), its own shuffle seeded by this source's ``seed`` (the run's unused) and no resume
+        position (``spec.progress`` unused)."""
         from nvidia.dali import fn, pipeline_def, types
 
         self._refuse_dataset(dataset)
-        world, rank = resolve_ranks(world_size, rank)
+        world, rank = spec.ranks()
+        batch_size, image_size, hflip = spec.batch_size, spec.image_size, spec.hflip
         device = torch.cuda.current_device() if self.device_id is None else self.device_id
         kind = self._kind()
         idx_path = self._image_index() if kind == "recordio" else None

@@ -180,7 +180,7 @@ class FolderSource(MapSource):
         self.group = group
         self.augment = augment
         self._index: FolderIndex | None = None
-        self._skips: SkipCounter | None = None
+        self.skip_counter = SkipCounter() if skip_corrupt else None
 
     @property
     def index(self) -> FolderIndex:
@@ -192,15 +192,6 @@ class FolderSource(MapSource):
     @property
     def num_classes(self) -> int:
         return self.index.num_classes
-
-    @property
-    def skip_counter(self) -> SkipCounter | None:
-        """Counter of the corrupt samples skipped, when ``skip_corrupt`` is on (else None)."""
-        if not self.skip_corrupt:
-            return None
-        if self._skips is None:
-            self._skips = SkipCounter()
-        return self._skips
 
     def dataset(self, image_size: int, hflip: bool) -> FolderFaces:
         idx = self.index

@@ -77,7 +77,7 @@ class RecordIOSource(MapSource):
         self.group = group
         self.augment = augment
         self._records: RecordIOSet | None = None
-        self._skips: SkipCounter | None = None
+        self.skip_counter = SkipCounter() if skip_corrupt else None
 
     @property
     def records(self) -> RecordIOSet:
@@ -91,15 +91,6 @@ class RecordIOSource(MapSource):
     @property
     def num_classes(self) -> int:
         return self.records.num_classes
-
-    @property
-    def skip_counter(self) -> SkipCounter | None:
-        """Counter of the corrupt samples skipped, when ``skip_corrupt`` is on (else None)."""
-        if not self.skip_corrupt:
-            return None
-        if self._skips is None:
-            self._skips = SkipCounter()
-        return self._skips
 
     def dataset(self, image_size: int, hflip: bool) -> RecordIOFaces:
         rec = self.records

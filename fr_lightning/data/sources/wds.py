@@ -26,7 +26,7 @@ from fr_lightning.data.formats.images import decode_image
 from fr_lightning.data.formats.wds import ShardIndex, WdsSample, iter_shard, read_shard_index
 from fr_lightning.batch import collate_faces
 from fr_lightning.data.resume import ResumableStreamLoader, epoch_key_base, index_key, key_uniform
-from fr_lightning.data.sources.base import FaceSet, Progress, TrainSource, resolve_ranks
+from fr_lightning.data.sources.base import FaceSet, LoaderSpec, TrainSource, resolve_ranks
 from fr_lightning.data.sources.samples import SkipCounter
 from fr_lightning.data.sources.wds_plan import batches_per_piece, piece_sizes, plan_epoch, resume_point
 from fr_lightning.data.transforms import _NORMALISED, Augment, hflip_landmarks, normalize_image, resize_face
@@ -317,7 +317,7 @@ class WdsSource(TrainSource):
         self.skip_corrupt = skip_corrupt
         self.augment = augment
         self._index: ShardIndex | None = None
-        self._skips: SkipCounter | None = None
+        self.skip_counter = SkipCounter() if skip_corrupt else None
         self._stream: tuple[tuple[int, bool, int, int], WdsDataset] | None = None
 
     @property
@@ -330,15 +330,6 @@ class WdsSource(TrainSource):
     @property
     def num_classes(self) -> int:
         return self.index.num_classes
-
-    @property
-    def skip_counter(self) -> SkipCounter | None:
-        """Counter of the corrupt samples replaced, when ``skip_corrupt`` is on (else None)."""
-        if not self.skip_corrupt:
-            return None
-        if self._skips is None:
-            self._skips = SkipCounter()
-        return self._skips
 
     def dataset(self, image_size: int, hflip: bool, world_size: int | None = None, rank: int | None = None) -> WdsDataset:
         """A new stream over the shards for ``rank`` of ``world_size`` (default: from ``torch.distributed``)."""
@@ -356,19 +347,7 @@ class WdsSource(TrainSource):
             skip_counter=self.skip_counter,
         )
 
-    def loader(
-        self,
-        batch_size: int,
-        world_size: int | None = None,
-        rank: int | None = None,
-        seed: int = 0,
-        *,
-        image_size: int = 112,
-        hflip: bool = True,
-        num_workers: int = 0,
-        progress: Progress | None = None,
-        dataset: FaceSet | None = None,
-    ) -> ResumableStreamLoader:
+    def loader(self, spec: LoaderSpec, dataset: FaceSet | None = None) -> ResumableStreamLoader:
         """A :class:`~fr_lightning.data.resume.ResumableStreamLoader`: the epoch follows ``progress``
         and checkpoints hold the stream's position. Order and shuffle use this source's ``seed``.
 
@@ -376,19 +355,19 @@ class WdsSource(TrainSource):
         epoch and resume state carry over (a second loader outside a trainer reads the next epoch).
         """
         self._refuse_dataset(dataset)
-        world, me = resolve_ranks(world_size, rank)
-        key = (int(image_size), bool(hflip), world, me)
+        world, rank = spec.ranks()
+        key = (spec.image_size, spec.hflip, world, rank)
         if self._stream is None or self._stream[0] != key:
-            self._stream = (key, self.dataset(image_size, hflip, world, me))
+            self._stream = (key, self.dataset(spec.image_size, spec.hflip, world, rank))
         stream = self._stream[1]
-        stream.bind_loader(batch_size, num_workers, drop_last=True)  # its epoch length follows the batching
+        stream.bind_loader(spec.batch_size, spec.num_workers, drop_last=True)  # its epoch length follows the batching
         return ResumableStreamLoader(
             stream,
-            batch_size=batch_size,
-            progress=progress,
+            batch_size=spec.batch_size,
+            progress=spec.progress,
             seed=self.seed,
             drop_last=True,
-            num_workers=num_workers,
-            persistent_workers=num_workers > 0,
+            num_workers=spec.num_workers,
+            persistent_workers=spec.num_workers > 0,
             collate_fn=collate_faces,
         )
