@@ -36,8 +36,29 @@ def _kd_teacher(tmp_path: Path, recipe: str = "kd") -> list[str]:
     return [f"--trainer.callbacks.init_args.teacher={path}"]
 
 
+def _finetune(tmp_path: Path) -> list[str]:
+    """recipes/finetune.yaml at a tiny size: its iResNet-50 at width 1/8 on 56 px, a backbone.pth of
+    that shape written by the insightface transcription in tests/test_init_from.py, a small RecordIO set."""
+    from fr_lightning.cli.data import main as data_main
+    from tests.test_init_from import RefIResNet
+
+    data_main(["synth", str(tmp_path / "data"), "--identities", "5", "--per-identity", "4", "--image-size", "56", "--pairs", "20"])
+    torch.manual_seed(0)
+    torch.save(RefIResNet([3, 4, 14, 3], base=8, num_features=32, input_size=56).state_dict(), tmp_path / "backbone.pth")
+    return [
+        f"--model.init_args.init_from={tmp_path / 'backbone.pth'}",
+        "--model.init_args.backbone.init_args.width=0.125",
+        "--model.init_args.backbone.init_args.embedding_dim=32",
+        "--data.init_args.image_size=56",
+        f"--data.init_args.train.init_args.root={tmp_path / 'data'}",
+        f"--data.init_args.val_sets=[{{class_path: fr_lightning.data.BinPairs, init_args: {{path: {tmp_path / 'data' / 'synth-lfw.bin'}}}}}]",
+    ]
+
+
 #: Extra arguments a recipe needs to run (e.g. files it points to), built per test.
-EXTRA_ARGS = {"kd": _kd_teacher, "lowres-kd": lambda tmp: _kd_teacher(tmp, "lowres-kd")}
+EXTRA_ARGS = {"kd": _kd_teacher, "lowres-kd": lambda tmp: _kd_teacher(tmp, "lowres-kd"), "finetune": _finetune}
+#: Recipes whose data (not only a file read at fit time) must exist to build them.
+PARSE_NEEDS_FILES = {"finetune"}
 
 
 def test_recipe_list_is_not_empty() -> None:
@@ -45,8 +66,9 @@ def test_recipe_list_is_not_empty() -> None:
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
-def test_recipe_parses(recipe: Path) -> None:
-    cli = cli_main(["--config", str(recipe), "--trainer.logger=false"], run=False)
+def test_recipe_parses(recipe: Path, tmp_path: Path) -> None:
+    extra = EXTRA_ARGS[recipe.stem](tmp_path) if recipe.stem in PARSE_NEEDS_FILES else []
+    cli = cli_main(["--config", str(recipe), "--trainer.logger=false", *extra], run=False)
     assert cli.model is not None and cli.datamodule is not None
     assert cli.model.num_classes == cli.datamodule.num_classes
 

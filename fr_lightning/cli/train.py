@@ -186,9 +186,23 @@ class FaceCLI(RunTrackingCLI, LightningCLI):
         # Always on: a skipped non-finite step costs one gradient-norm reduction per step.
         parser.add_lightning_class_args(NanGuard, "nan_guard")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
-        # The crop size is the backbone's input size: set ``data.image_size`` only (a backbone
-        # ``input_size`` in a config is overridden by it, and the saved config.yaml omits it).
-        parser.link_arguments("data.init_args.image_size", "model.init_args.backbone.init_args.input_size")
+        # data.image_size -> the backbone's input_size: see before_instantiate_classes.
+
+    def before_instantiate_classes(self) -> None:
+        """Link ``data.image_size`` to the backbone's ``input_size`` (then the run-tracking steps).
+
+        The crop size is the backbone's input size, so configs set ``data.image_size`` only; a
+        backbone ``input_size`` in a config is overridden by it, and config.yaml records both.
+        Done here rather than with ``parser.link_arguments``: jsonargparse's links cannot target
+        a backbone given as a factory function (``class_path: fr_lightning.backbones.iresnet50``).
+        """
+        config = self._subcommand_config()
+        size = config.get("data.init_args.image_size")
+        backbone = config.get("model.init_args.backbone")
+        init_args = getattr(backbone, "init_args", None)
+        if size is not None and init_args is not None and "input_size" in init_args:
+            init_args.input_size = int(size)
+        super().before_instantiate_classes()
 
 
 def resume_problem(path: Path, model: object) -> str | None:
