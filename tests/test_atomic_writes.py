@@ -260,3 +260,78 @@ def test_full_disk_mid_fit_then_resume_from_last(tmp_path: Path, monkeypatch: py
     cli = cli_main(["fit", *RUN, "--ckpt_path=last"])
     assert cli.trainer.global_step == 6
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 6
+
+
+# --------------------------------------------------------------------------- fr export / fr embed
+
+
+@pytest.mark.slow
+def test_full_disk_during_onnx_export_keeps_the_previous_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """ENOSPC while `fr export` writes model.onnx: exit 1 naming the file, the previous model.onnx
+    byte-identical, no temporary file left."""
+    pytest.importorskip("onnxruntime")
+    from fr_lightning.cli import export as export_tool
+    from tests.test_export import TINY_BACKBONE, write_run
+
+    ckpt = write_run(tmp_path / "run", TINY_BACKBONE)
+    model = tmp_path / "model.onnx"
+    export_tool.main([str(ckpt), str(model)])
+    before = model.read_bytes()
+    write_run(tmp_path / "run", TINY_BACKBONE, seed=1)  # other weights
+    with full_disk(1000, "onnx"), pytest.raises(SystemExit) as exit_info:
+        export_tool.main([str(ckpt), str(model)])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and str(model) in err
+    assert model.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "run"]
+
+
+def test_failed_pth_export_leaves_no_file(tmp_path: Path) -> None:
+    """A bare torch.save failing part-way (ENOSPC) in `fr export --format pth` keeps the previous file."""
+    from fr_lightning.cli import export as export_tool
+
+    module_state = {"state_dict": {"backbone.w": torch.ones(3)}}
+    ckpt = tmp_path / "last.ckpt"
+    torch.save(module_state, ckpt)
+    out = tmp_path / "backbone.pth"
+    assert "wrote 1 tensors" in export_tool.export(ckpt, out)[0]
+    before = out.read_bytes()
+    torch.save({"state_dict": {"backbone.w": torch.zeros(3000)}}, ckpt)
+    real_save = torch.save
+
+    def full_save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        with builtins.open(f, "wb") as fh:
+            real_save(obj, _FullFile(fh, [100]), *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(export_tool.torch, "save", full_save)
+        with pytest.raises((OSError, RuntimeError)):
+            export_tool.export(ckpt, out)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backbone.pth", "last.ckpt"]
+
+
+def test_full_disk_during_embed_keeps_the_previous_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """ENOSPC while `fr embed` writes OUT.npy: exit 1 naming the file; the previous OUT.npy and its
+    OUT.files.txt stay as they were (they are renamed together)."""
+    pytest.importorskip("onnxruntime")
+    from fr_lightning.cli.embed import main as embed_main
+    from tests.test_fuzz_readers import _seed_onnx
+
+    _seed_onnx(tmp_path, "dynamic")  # tmp_path/model.onnx: [N, 3, 8, 8] -> [N, 4]
+    images = tmp_path / "faces"
+    images.mkdir()
+    for i in range(3):
+        assert cv2.imwrite(str(images / f"{i}.png"), np.full((8, 8, 3), 40 * i, np.uint8))
+    out = tmp_path / "emb.npy"
+    embed_main([str(tmp_path / "model.onnx"), str(images), str(out), "--no-progress"])
+    before = _snapshot(tmp_path)
+    assert np.load(out).shape == (3, 4) and (tmp_path / "emb.files.txt").read_text().split() == ["0.png", "1.png", "2.png"]
+    (images / "3.png").write_bytes((images / "0.png").read_bytes())
+    with full_disk(64, "fr_lightning.cli.embed"), pytest.raises(SystemExit) as exit_info:
+        embed_main([str(tmp_path / "model.onnx"), str(images), str(out), "--no-progress"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "emb.npy" in err
+    assert _snapshot(tmp_path) == {**before, "faces/3.png": (images / "3.png").read_bytes()}

@@ -30,6 +30,9 @@ from fr_lightning.utils.atomic import atomic_write
 
 __all__ = ["SafeBinUnpickler", "load_bin", "write_bin", "decode_pairs"]
 
+#: Opcodes whose argument indexes the unpickler's memo table.
+_MEMO_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"})
+
 # dtype kinds a .bin may contain: bool (issame), signed/unsigned ints (image bytes), floats.
 _ALLOWED_DTYPE_KINDS = frozenset("biuf")
 
@@ -146,10 +149,12 @@ class SafeBinUnpickler(pickle.Unpickler):
 def _check_opcodes(data: bytes, where: str) -> None:
     """Walk the pickle's opcodes without executing them; every length prefix (bytes, strings,
     frames) is checked against the bytes that remain, so no length read from the file is ever
-    allocated before it is known to be there."""
+    allocated before it is known to be there. Memo indices must not run ahead of the opcodes
+    (a pickler numbers them 0, 1, 2, ...): the unpickler sizes its memo table by the index."""
     try:
-        for _ in pickletools.genops(data):
-            pass
+        for count, (op, arg, pos) in enumerate(pickletools.genops(data)):
+            if op.name in _MEMO_OPS and isinstance(arg, int) and not 0 <= arg <= count:
+                raise ValueError(f"memo index {arg} at byte {pos} runs ahead of the stream")
     except Exception as exc:  # noqa: BLE001 - genops raises ValueError, ... on any malformed stream
         raise DataFormatError(f"{where}: not a readable .bin pickle: {exc}") from None
 
