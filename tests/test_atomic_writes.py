@@ -237,6 +237,9 @@ class DiskFullAt(pl.Callback):
         if trainer.global_step == self.step:
             self._stack.enter_context(full_disk(0, "fr_lightning.utils.atomic"))
 
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._stack.close()  # the disk has room again for whatever runs next
+
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._stack.close()
 
@@ -252,7 +255,8 @@ def test_full_disk_mid_fit_then_resume_from_last(tmp_path: Path, monkeypatch: py
     full = "--trainer.callbacks+={class_path: tests.test_atomic_writes.DiskFullAt, init_args: {step: 3}}"
     with pytest.raises(OSError) as info:
         cli_main(["fit", *RUN, full])
-    assert info.value.errno == errno.ENOSPC
+    assert info.value.errno == errno.ENOSPC and str(info.value.filename).endswith(".ckpt")
+    assert "open" not in vars(importlib.import_module("fr_lightning.utils.atomic"))  # the disk has room again
     (run_dir,) = (tmp_path / "runs" / "fr-lightning").iterdir()
     last = run_dir / "checkpoints" / "last.ckpt"
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 2
