@@ -240,3 +240,15 @@ def test_resume_onto_other_class_count_names_both_counts(tmp_path: Path, capsys:
     err = capsys.readouterr().err
     assert "was trained on 3 classes, but this run's data has 5" in err and "--model.init_args.init_from=" in err
     assert "Traceback" not in err
+
+
+def test_validate_evaluates_a_backbone_pth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fr validate --model.init_args.init_from=backbone.pth`` scores the published network on the run's sets."""
+    monkeypatch.chdir(tmp_path)
+    state = write_backbone_pth(tmp_path / "backbone.pth")
+    args = [a for a in _fit_args(tmp_path, f"--model.init_args.init_from={tmp_path / 'backbone.pth'}")[1:] if not a.startswith("--data.init_args.val_sets")]
+    args += ["--data.init_args.val_sets=[{class_path: fr_lightning.data.SyntheticPairs, init_args: {name: synth-lfw, pairs: 40}}]", "--trainer.limit_val_batches=null"]
+    cli = cli_main(["validate", *args])
+    assert "val/synth-lfw/acc" in cli.trainer.callback_metrics
+    got = cli.model.backbone.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in state.items())
