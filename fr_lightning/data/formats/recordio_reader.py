@@ -348,11 +348,11 @@ def _parse_idx_slow(text: str, idx_path: Path) -> np.ndarray:
             if len(fields) != 2:
                 raise ValueError
             pair = [int(fields[0]), int(fields[1])]
-            if any(not -_INT64_MAX <= v < _INT64_MAX for v in pair):
-                raise ValueError
-            values += pair
         except ValueError:
             raise DataFormatError(
                 f"{idx_path}, line {lineno}: expected 'key<TAB>offset', got {line[:80]!r}"
             ) from None
+        if any(not -_INT64_MAX < v < _INT64_MAX for v in pair):
+            raise DataFormatError(f"{idx_path}, line {lineno}: key or offset beyond the 64-bit range: {line[:80]!r}")
+        values += pair
     return np.array(values, dtype=np.int64)
