@@ -19,7 +19,7 @@ pytest.importorskip("onnxruntime")
 
 from fr_lightning.backbones import BACKBONES  # noqa: E402
 from fr_lightning.deploy import check_insightface_contract, compare, load_model  # noqa: E402
-from fr_lightning.deploy.checkpoint import _build_module  # noqa: E402
+from fr_lightning.deploy.checkpoint import build_module  # noqa: E402
 from fr_lightning.deploy.formats import run_onnx  # noqa: E402
 from fr_lightning.deploy.images import normalize  # noqa: E402
 from fr_lightning.cli import export as export_tool  # noqa: E402
@@ -74,7 +74,7 @@ def _coteaching_run(root: Path) -> Path:
         "trainer": {"callbacks": [{"class_path": "fr_lightning.methods.CoTeaching", "init_args": {"eval_embedding": "mean"}}]},
     }
     torch.manual_seed(1)
-    module = _build_module(config, "test")
+    module = build_module(config, "test")
     faces = synthetic_faces(64)
     calibrate(module.backbone, faces)
     calibrate(module.method_modules["coteaching"]["backbone"], faces)
