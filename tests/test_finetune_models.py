@@ -128,3 +128,16 @@ def test_fr_eval_tinyface_takes_a_backbone_pth(tmp_path: Path, capsys: pytest.Ca
           "--image-size", "56", "--out", str(tmp_path / "eval"), "--no-wandb", "--no-progress", "--workers", "0"])  # fmt: skip
     assert "TinyFace identification (12 probes" in capsys.readouterr().out
     assert (tmp_path / "eval" / "tinyface.json").is_file()
+
+
+def test_fr_export_takes_a_backbone_pth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    net = reference_backbone()
+    torch.save(net.state_dict(), tmp_path / "backbone.pth")
+    with pytest.raises(SystemExit) as stop:
+        main(["export", str(tmp_path / "backbone.pth"), str(tmp_path / "model.pt")])
+    assert stop.value.code == 1 and "name its architecture with --backbone" in capsys.readouterr().err
+    main(["export", str(tmp_path / "backbone.pth"), str(tmp_path / "model.pt"), "--backbone", "iresnet18", "--image-size", "56"])
+    assert "check on 8 synthetic faces vs PyTorch" in capsys.readouterr().out
+    x = torch.randn(2, 3, 56, 56)
+    with torch.no_grad():
+        np.testing.assert_allclose(torch.jit.load(str(tmp_path / "model.pt"))(x).numpy(), net(x).numpy(), atol=1e-4, rtol=0)

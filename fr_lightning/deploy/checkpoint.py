@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from torch import nn
 
-from fr_lightning.deploy.weights import WeightsFile, read_weights
+from fr_lightning.deploy.weights import WeightsFile, is_lightning_checkpoint, peek_weights, read_weights
 
 __all__ = ["LoadedModel", "build_module", "find_run_config", "load_model", "read_run_config"]
 
@@ -207,6 +207,8 @@ def load_model(checkpoint: str | Path, config: Mapping[str, Any] | None = None, 
     files: list[Path] = []
     if config is None:
         found = find_run_config(ckpt)
+        if found is None and not is_lightning_checkpoint(peek_weights(ckpt)) and read_weights(ckpt).kind == "backbone":
+            raise ValueError(f"{ckpt} is a bare backbone state_dict, not a checkpoint of fr fit; name its architecture with --backbone")
         if found is None:
             raise FileNotFoundError(
                 f"no config.yaml next to {ckpt.parent} (fr fit saves it in the run folder); pass the recipe with --config"
