@@ -48,6 +48,7 @@ DISPLAY: dict[str, dict[str, str]] = {
         "rank-1 @16 px": "val/synth-lowres@16/rank1",
         "synth-lfw": "val/synth-lfw/acc",
     },
+    "finetune": {"synth-lfw": "val/synth-lfw/acc", "synth-lfw TAR@FAR=1e-2": "val/synth-lfw/tar@far=1e-2"},
 }
 
 

@@ -76,6 +76,27 @@ def resolved_config(args: Sequence[str]) -> dict[str, Any]:
     return yaml.safe_load(proc.stdout)
 
 
+def fit_recorded(claim: Claim, variant: str, args: Sequence[str], seed: int, folder: Path) -> tuple[dict[str, Any], Path]:
+    """One run of ``claim``'s study (cached by code version and arguments) with its provenance; metrics and run file."""
+    args = [*args, *QUIET]
+    name = f"{claim.name}-{variant}"
+    run_id = run_key(name, seed, args)
+    path = folder / "runs" / f"{run_id}.json"
+    record = None
+    if not path.is_file():
+        record = {
+            "study": claim.name, "variant": variant, "seed": seed, "git_head": git_head(), "code_version": code_version(),
+            "args": [a.replace(str(ROOT), ".") for a in args],
+            "config": resolved_config([*args, f"--seed_everything={seed}"]),
+        }
+    return fit(name, args, seed, folder, run_id=run_id, record=record), path
+
+
+def work_dir(claim: Claim, variant: str, args: Sequence[str], seed: int, folder: Path) -> Path:
+    """The working directory of :func:`fit_recorded`'s run (where its checkpoints land)."""
+    return folder / "work" / run_key(f"{claim.name}-{variant}", seed, [*args, *QUIET])
+
+
 def run_study(
     claim: Claim,
     variants: Mapping[str, Sequence[str]],
@@ -105,19 +126,7 @@ def run_study(
     results: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     for seed in seeds:
         for variant, base_args in variants.items():
-            args = [*base_args, *seed_args(base_args, seed), *QUIET]
-            name = f"{claim.name}-{variant}"
-            run_id = run_key(name, seed, args)
-            path = folder / "runs" / f"{run_id}.json"
-            if not path.is_file():
-                record = {
-                    "study": claim.name, "variant": variant, "seed": seed, "git_head": git_head(), "code_version": code_version(),
-                    "args": [a.replace(str(ROOT), ".") for a in args],
-                    "config": resolved_config([*args, f"--seed_everything={seed}"]),
-                }
-            else:
-                record = None
-            metrics = fit(name, args, seed, folder, run_id=run_id, record=record)
+            metrics, path = fit_recorded(claim, variant, [*base_args, *seed_args(base_args, seed)], seed, folder)
             files[variant].append(path.relative_to(folder).as_posix())
             results[variant].append(metrics)
             print(f"  {variant} seed {seed}: {metrics.get('wall_s', 0):.0f} s", flush=True)
