@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from typing import Any, NamedTuple
 
@@ -82,6 +83,16 @@ class SizeCheck:
         self.size, self.dataset, self.policy = int(size), dataset, policy
         self.count = 0  # images of another size seen (in this process)
         self.warned = False
+        self._lock = threading.Lock()  # fr embed loads images on two threads: one warning, not two
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]  # DataLoader workers get a check (and a lock) of their own
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def __call__(self, shape: tuple[int, ...], where: str) -> None:
         """Note one image of ``shape`` (``(H, W, ...)``) at ``where`` that is about to be resized."""
@@ -91,9 +102,10 @@ class SizeCheck:
         what = f"{w}x{h}, " + ("not square: it is stretched" if h != w else "resized") + f" to {self.size}x{self.size}"
         if self.policy == "refuse":
             raise ValueError(f"{where}: image is {what} (align the photos first: fr data align --detector; FR_IMAGE_SIZE=warn to allow)")
-        self.count += 1
-        if not self.warned:
-            self.warned = True
+        with self._lock:
+            self.count += 1
+            first, self.warned = not self.warned, True
+        if first:
             warnings.warn(
                 f"{self.dataset}: images are not {self.size}x{self.size}, e.g. {where} is {what}; faces are expected "
                 "as aligned square crops (fr data align). This warns once per dataset; FR_IMAGE_SIZE=refuse stops instead",
