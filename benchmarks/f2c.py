@@ -68,7 +68,7 @@ def f2c_child(classes: int, dim: int, batch: int, fraction: float, repeats: int,
         gallery = F.normalize(torch.randn(batch, dim), dim=1)
         start = time.perf_counter()
         embeddings.grad = None
-        fc._staged = (gallery, labels)  # what F2CGallery.transform_batch hands over
+        fc._staged = (gallery, labels)  # what F2C.prepare_batch stages each step
         loss = criterion(embeddings, labels).per_sample_loss.mean()
         loss.backward()
         return time.perf_counter() - start

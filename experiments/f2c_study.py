@@ -53,7 +53,6 @@ def run_args(variant: str, args: argparse.Namespace) -> list[str]:
             f"--data.init_args.dual_loaders={flow(dual)}",
             f"--data.init_args.batch_size={args.batch_size // ITEM_IMAGES}",
         ]
-        callbacks.append({"class_path": "fr_lightning.classifiers.F2CGallery"})
         epochs = args.epochs // (ITEM_IMAGES // 2)
     return out + trainer_args(epochs, callbacks)
 
