@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import Literal
 
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader, Dataset
@@ -33,6 +34,11 @@ class FaceDataModule(pl.LightningDataModule):
             sample then carries ``labels`` (noisy) and ``clean_labels`` (true, diagnostics only).
         dual_loaders: F²C's identity-based + instance-based sampling (:class:`~fr_lightning.data.DualLoaders`):
             each of ``batch_size`` items is one instance pair plus identity pairs, batched as ``[x; y]``.
+        sampler: ``random`` (a seeded shuffle) or ``pk``: identity-balanced batches of
+            ``sampler_p`` identities × ``sampler_k`` images (:class:`~fr_lightning.data.pk_sampler.PKSampler`;
+            map-style sources; what triplet and centroid-triplet heads want).
+        sampler_p: identities per batch with ``sampler=pk`` (None: ``batch_size // sampler_k``).
+        sampler_k: images per identity with ``sampler=pk``; ``batch_size`` must be ``P × K``.
     """
 
     def __init__(
@@ -47,6 +53,9 @@ class FaceDataModule(pl.LightningDataModule):
         hflip: bool = True,
         label_noise: LabelNoise | None = None,
         dual_loaders: DualLoaders | None = None,
+        sampler: Literal["random", "pk"] = "random",
+        sampler_p: int | None = None,
+        sampler_k: int = 4,
     ) -> None:
         super().__init__()
         self.train_source = train if train is not None else SyntheticSource()
@@ -59,6 +68,20 @@ class FaceDataModule(pl.LightningDataModule):
         self.hflip = hflip
         self.label_noise = label_noise
         self.dual_loaders = dual_loaders
+        if sampler not in ("random", "pk"):
+            raise ValueError(f"data.init_args.sampler must be 'random' or 'pk', got {sampler!r}")
+        self.sampler = sampler
+        self.pk: tuple[int, int] | None = None
+        if sampler == "pk":
+            p = batch_size // sampler_k if sampler_p is None else int(sampler_p)
+            if p * sampler_k != batch_size:
+                raise ValueError(
+                    f"data.init_args.batch_size ({batch_size}) must equal sampler_p × sampler_k "
+                    f"({p} × {sampler_k}) with data.init_args.sampler=pk"
+                )
+            if dual_loaders is not None:
+                raise ValueError("data.init_args.sampler=pk and data.init_args.dual_loaders both decide the batches; set one")
+            self.pk = (p, int(sampler_k))
         #: The map-style training set (with label noise / dual loaders applied); None for a streaming source.
         self.train_set: FaceSet | None = None
         self.val_pairs: list[PairSet] = []
@@ -84,7 +107,7 @@ class FaceDataModule(pl.LightningDataModule):
         source = self.train_source
         noise = self.label_noise if self.label_noise is not None and self.label_noise.rate > 0 else None
         if not isinstance(source, MapSource):
-            wanted = [key for key, on in (("data.label_noise", noise), ("data.dual_loaders", self.dual_loaders)) if on is not None]
+            wanted = [key for key, on in (("data.label_noise", noise), ("data.dual_loaders", self.dual_loaders), ("data.sampler=pk", self.pk)) if on is not None]
             if wanted:
                 raise ValueError(
                     f"{wanted[0]} needs a map-style training source that lists its labels (SyntheticSource, "
@@ -139,6 +162,7 @@ class FaceDataModule(pl.LightningDataModule):
             hflip=self.hflip,
             num_workers=self.num_workers,
             progress=self._trainer_progress(),
+            pk=self.pk,
         )
         return self.train_source.loader(spec, self.train_set)
 

@@ -81,6 +81,9 @@ class LoaderSpec:
         num_workers: DataLoader worker processes (a GPU pipeline has its own threads).
         progress: the trainer's ``(epoch, finished batches)``; a resumable loader saves it in
             checkpoints and reads the epoch from it (None outside a trainer).
+        pk: ``(P, K)``: identity-balanced batches of P identities × K images
+            (:class:`~fr_lightning.data.pk_sampler.PKSampler`; map-style sources only, and
+            ``batch_size`` must be ``P·K``); None: a seeded shuffle.
     """
 
     batch_size: int
@@ -91,6 +94,7 @@ class LoaderSpec:
     hflip: bool = True
     num_workers: int = 0
     progress: Progress | None = None
+    pk: tuple[int, int] | None = None
 
     def ranks(self) -> tuple[int, int]:
         """``(world_size, rank)`` with the defaults resolved (:func:`resolve_ranks`)."""
@@ -146,7 +150,18 @@ class MapSource(TrainSource):
         """A :class:`~fr_lightning.data.resume.ResumableLoader` over ``dataset`` (default: :meth:`dataset`)."""
         data = dataset if dataset is not None else self.dataset(spec.image_size, spec.hflip)
         world, rank = spec.ranks()
-        sampler = ResumableSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=spec.seed, drop_last=True)
+        sampler: ResumableSampler
+        if spec.pk is not None:
+            from fr_lightning.data.pk_sampler import PKSampler
+
+            p, k = spec.pk
+            if p * k != spec.batch_size:
+                raise ValueError(f"data.init_args.batch_size ({spec.batch_size}) must equal sampler_p × sampler_k ({p} × {k}) with sampler=pk")
+            if not isinstance(data, FaceSet):
+                raise ValueError(f"data.init_args.sampler=pk needs a training set that lists its labels; {type(data).__name__} does not")
+            sampler = PKSampler(data, data.labels, p, k, num_replicas=world, rank=rank, seed=spec.seed)
+        else:
+            sampler = ResumableSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=spec.seed, drop_last=True)
         return ResumableLoader(
             data,
             batch_size=spec.batch_size,
