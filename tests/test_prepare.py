@@ -279,6 +279,7 @@ def test_training_samples_of_another_size_warn_once(tmp_path: Path, monkeypatch:
     with pytest.warns(transforms.ImageSizeWarning) as caught:
         batch = faces.__getitems__([0, 1, 2, 0])
     assert len(caught) == 1 and "120x90, not square" in str(caught[0].message)
+    assert str(Path("p0") / "0.png") in str(caught[0].message)  # names the file
     assert all(s["images"].shape == (3, 112, 112) for s in batch)
 
 

@@ -20,7 +20,7 @@ from fr_lightning.data.errors import DataFormatError, check_label
 from fr_lightning.data.formats.images import decode_image
 from fr_lightning.data.resume import sample_keys
 from fr_lightning.data.sources.base import FaceSet
-from fr_lightning.data.transforms import Augment, normalize_images, resize_face
+from fr_lightning.data.transforms import Augment, SizeCheck, normalize_images, resize_face
 
 __all__ = ["EncodedFaces", "SkipCounter", "FaceSamples"]
 
@@ -109,6 +109,7 @@ class FaceSamples(FaceSet):
         self.records = records
         self.num_classes = num_classes
         self.image_size = image_size
+        self.size_check = SizeCheck(image_size, "the training images")  # one warning per set, naming a file
         self.augment = augment
         self.landmarks = landmarks
         self.groups = groups
@@ -159,7 +160,7 @@ class FaceSamples(FaceSet):
                 raise IndexError(f"index {index} out of range for {n} samples")
             j, image, label = self.read_checked(index % n)
             lm = None if self.landmarks is None else self.landmarks[j]
-            image, lm = resize_face(image, lm, self.image_size)
+            image, lm = resize_face(image, lm, self.image_size, self.size_check, self.describe(j))
             aug = self.augment(image, lm, key=key)
             images.append(aug.image)
             rows.append((j, label, aug.landmarks))

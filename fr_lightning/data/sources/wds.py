@@ -29,7 +29,7 @@ from fr_lightning.data.resume import ResumableStreamLoader, epoch_key_base, inde
 from fr_lightning.data.sources.base import FaceSet, LoaderSpec, TrainSource, resolve_ranks
 from fr_lightning.data.sources.samples import SkipCounter
 from fr_lightning.data.sources.wds_plan import batches_per_piece, piece_sizes, plan_epoch, resume_point
-from fr_lightning.data.transforms import _NORMALISED, Augment, hflip_landmarks, normalize_image, resize_face
+from fr_lightning.data.transforms import _NORMALISED, Augment, SizeCheck, hflip_landmarks, normalize_image, resize_face
 
 __all__ = ["WdsDataset", "WdsSource"]
 
@@ -74,6 +74,7 @@ class WdsDataset(IterableDataset):
         self.uri = str(uri)
         self.index: ShardIndex = read_shard_index(self.uri)
         self.image_size = image_size
+        self.size_check = SizeCheck(image_size, "the training shards")  # one warning per set, naming a sample
         self.augment = augment if augment is not None else Augment(hflip=True)
         self.seed = seed
         self.shuffle = shuffle
@@ -228,7 +229,7 @@ class WdsDataset(IterableDataset):
         augment = self.augment
         if augment.uses_albumentations:
             where = f"{sample.url}: sample {sample.key!r}"
-            image, lm = resize_face(decode_image(sample.image, where), sample.landmarks, self.image_size)
+            image, lm = resize_face(decode_image(sample.image, where), sample.landmarks, self.image_size, self.size_check, where)
             aug = augment(image, lm, key=key)
             images, lm = normalize_image(aug.image), aug.landmarks
         else:
@@ -238,7 +239,7 @@ class WdsDataset(IterableDataset):
                 bgr = None
             if bgr is None:
                 decode_image(sample.image, f"{sample.url}: sample {sample.key!r}")  # raises, naming shard and key
-            bgr, lm = resize_face(bgr, sample.landmarks, self.image_size)
+            bgr, lm = resize_face(bgr, sample.landmarks, self.image_size, self.size_check, f"{sample.url}: sample {sample.key!r}")
             flipped = augment.hflip and key_uniform(key) < 0.5
             table = cv2.LUT(bgr, _NORMALISED)  # [S, S, 3] float32, BGR
             view = table[:, ::-1, ::-1] if flipped else table[:, :, ::-1]
