@@ -149,7 +149,7 @@ def test_full_disk_during_wds_conversion(tmp_path: Path) -> None:
     out = tmp_path / "shards"
     folder_to_wds(_face_folder(tmp_path / "good", [16] * 6), out, max_count=2)
     before = _snapshot(out)
-    with full_disk(6000, "fr_lightning.data.formats.wds"), pytest.raises(OSError) as info:
+    with full_disk(6000, "fr_lightning.data.formats.wds_write"), pytest.raises(OSError) as info:
         folder_to_wds(_face_folder(tmp_path / "more", [16] * 12), out, max_count=2)
     assert info.value.errno == errno.ENOSPC
     assert _snapshot(out) == before

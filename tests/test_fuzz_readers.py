@@ -162,7 +162,7 @@ def _seed_bin(root: Path, variant: str) -> None:
 
 
 def _seed_wds(root: Path, variant: str) -> None:
-    from fr_lightning.data.formats.wds import WdsWriter
+    from fr_lightning.data.formats.wds_write import WdsWriter
 
     imgs = _images(5)
     with WdsWriter(root, num_classes=3, image_size=(12, 12), max_count=2) as w:

@@ -17,7 +17,8 @@ from fr_lightning.data.errors import DataFormatError
 from fr_lightning.data.formats.images import encode_image
 from fr_lightning.data.formats.recordio_set import RecordIOSet
 from fr_lightning.data.formats.recordio_write import write_recordio_encoded
-from fr_lightning.data.formats.wds import WdsWriter, image_ext
+from fr_lightning.data.formats.wds import image_ext
+from fr_lightning.data.formats.wds_write import WdsWriter
 from fr_lightning.data.sources.folder import scan_folder
 from fr_lightning.data.sources.side_files import load_side_file
 

@@ -17,7 +17,8 @@ from fr_lightning.data.formats.recordio import (
 from fr_lightning.data.formats.recordio_reader import RecordIOReader
 from fr_lightning.data.formats.recordio_set import RecordIOSet, parse_property
 from fr_lightning.data.formats.recordio_write import write_recordio, write_recordio_encoded
-from fr_lightning.data.formats.wds import ShardIndex, WdsWriter, iter_shard, read_shard_index
+from fr_lightning.data.formats.wds import ShardIndex, iter_shard, read_shard_index
+from fr_lightning.data.formats.wds_write import WdsWriter
 
 __all__ = [
     "HEADER_SIZE",
