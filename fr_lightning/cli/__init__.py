@@ -11,6 +11,7 @@ module                      subcommand
 :mod:`.data`                ``fr data ...`` (with :mod:`.data_synth` for ``synth-ijb``/``synth-tinyface``)
 :mod:`.compose`             ``--config`` composition (``extends``, stacked callbacks)
 :mod:`.config_errors`       naming the YAML file and key of a configuration error
+:mod:`.mistakes`            common mistakes as one paragraph and an exit code (``--debug``: traceback)
 ==========================  ================================================================
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from fr_lightning.cli.mistakes import debug_requested, report, strip_debug
 from fr_lightning.cli.train import FaceCLI, cli_main
 from fr_lightning.tracking import RunStatus
 
@@ -43,15 +45,37 @@ def _print_subcommands() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``fr`` console script."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Entry point of the ``fr`` console script.
+
+    A known mistake (:func:`fr_lightning.cli.mistakes.explain`) ends in one paragraph on stderr and
+    exit code 2 (command line or config) or 1 (data); ``--debug`` or ``FR_DEBUG=1`` keeps the traceback.
+    """
+    from_shell = argv is None
+    argv, debug = strip_debug(list(sys.argv[1:] if argv is None else argv))
+    if from_shell and debug:
+        sys.argv = [sys.argv[0], *argv]  # LightningCLI reads sys.argv; it does not know --debug
+    try:
+        _run(argv, from_shell)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if debug_requested(debug):
+            raise
+        code = report(exc)
+        if code is None:
+            raise
+        raise SystemExit(code) from None
+
+
+def _run(argv: list[str], from_shell: bool) -> None:
+    """Dispatch ``argv`` to a subcommand or to LightningCLI (``from_shell``: LightningCLI reads ``sys.argv``)."""
     if argv and argv[0] in SUBCOMMANDS:
         target, _ = SUBCOMMANDS[argv[0]]
         module_name, function = target.split(":")
         getattr(importlib.import_module(module_name), function)(argv[1:])
         return
     try:
-        cli_main(None if argv == sys.argv[1:] else argv)
+        cli_main(None if from_shell else argv)
     except SystemExit as stop:
         if argv and argv[0] in ("-h", "--help") and stop.code in (0, None):
             _print_subcommands()

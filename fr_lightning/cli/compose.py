@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from fr_lightning.cli.mistakes import yaml_error_message
+
 #: The top-level key naming the config files a file builds on.
 EXTENDS = "extends"
 CONFIG_FLAGS = ("--config", "-c")
@@ -44,7 +46,7 @@ def _load(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: cannot be read as YAML ({err})") from None
+        raise ValueError(yaml_error_message(path, err)) from None
     except UnicodeDecodeError as err:
         raise ValueError(f"{path}: not UTF-8 text (byte {err.start})") from None
     if data is None:

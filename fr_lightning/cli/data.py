@@ -99,6 +99,23 @@ def _kind(path: Path) -> str:
     raise FileNotFoundError(f"{path}: not found (expected a RecordIO folder, a WebDataset shard folder, an image folder or a .bin)")
 
 
+def _warn_one_identity(src: Path, list_file: str | None) -> None:
+    """Warn (on stderr) about a folder or list of one identity: it converts, but ``fr fit`` cannot train on it.
+
+    An empty folder is refused by the scan itself (exit 2, naming the folder).
+    """
+    from fr_lightning.data.sources.folder import scan_folder
+
+    index = scan_folder(src, list_file)
+    if len(set(index.labels.tolist())) < 2:
+        print(
+            f"fr data convert: warning: {src} holds only one identity ({len(index)} images); training needs at least "
+            "two identities, one sub-folder (or list label) each. Add sub-folders of other people's faces, or give "
+            "the folder that holds all of them.",
+            file=sys.stderr,
+        )
+
+
 def convert(
     src: Path,
     out: Path,
@@ -115,6 +132,8 @@ def convert(
 
     kind = "folder" if list_file is not None else _kind(src)
     to = to or ("recordio" if kind == "folder" else "wds")
+    if kind == "folder":
+        _warn_one_identity(src, list_file)
     if kind == "folder" and to == "recordio":
         if landmarks or group:
             raise ValueError("side files are not carried into RecordIO; pass them to the RecordIO source instead")

@@ -44,6 +44,15 @@ from fr_lightning.tracking.cli_hooks import RunTrackingCLI  # noqa: E402
 from fr_lightning.tracking.resume import ResumeState  # noqa: E402
 from fr_lightning.cli.compose import compose  # noqa: E402
 from fr_lightning.cli.config_errors import config_files, locate  # noqa: E402
+from fr_lightning.cli.mistakes import (  # noqa: E402
+    UserMistake,
+    cuda_missing_message,
+    init_from_size_problem,
+    missing_config_message,
+    unknown_class,
+    unknown_class_message,
+)
+from fr_lightning.tracking.exit_codes import EXIT_FAILED  # noqa: E402
 from fr_lightning.utils.rundir import run_dir  # noqa: E402
 
 
@@ -104,6 +113,10 @@ class FaceCLI(RunTrackingCLI, LightningCLI):
         parser.exit_on_error = False
         argv = list(args) if isinstance(args, list) else (sys.argv[1:] if args is None else None)
         files = config_files(argv) if argv is not None else []
+        for path in files:
+            named_file = path.suffix in (".yaml", ".yml", ".json") or not any(c in str(path) for c in "\n:{")
+            if named_file and not path.exists():
+                raise UserMistake(missing_config_message(path))
         saved_argv = list(sys.argv)
         try:
             if argv is not None:
@@ -123,6 +136,9 @@ class FaceCLI(RunTrackingCLI, LightningCLI):
         except ArgumentError as err:
             argv = argv if argv is not None else []
             where = locate(str(err), files, argv)
+            unknown = unknown_class(str(err))
+            if unknown is not None:
+                raise UserMistake(unknown_class_message(*unknown, where)) from None
             lines = [f"fr: invalid configuration: {err}"]
             if where:
                 lines.append("The problem is at:")
@@ -202,7 +218,53 @@ class FaceCLI(RunTrackingCLI, LightningCLI):
         init_args = getattr(backbone, "init_args", None)
         if size is not None and init_args is not None and "input_size" in init_args:
             init_args.input_size = int(size)
+        init_from = config.get("model.init_args.init_from")
+        if init_from and size is not None and Path(str(init_from)).is_file():
+            problem = init_from_size_problem(Path(str(init_from)), int(size))
+            if problem:
+                raise UserMistake(problem)
+        accelerator = config.get("trainer.accelerator")
+        if isinstance(accelerator, str) and accelerator.lower() in ("gpu", "cuda") and not torch.cuda.is_available():
+            raise UserMistake(cuda_missing_message(accelerator))
         super().before_instantiate_classes()
+
+    def instantiate_classes(self) -> None:
+        """Instantiate, naming ``data.init_args.image_size`` when the backbone cannot take that input size."""
+        try:
+            super().instantiate_classes()
+        except ValueError as err:
+            if "input_size" not in str(err) and "image_size" not in str(err):
+                raise
+            size = self._subcommand_config().get("data.init_args.image_size")
+            raise UserMistake(
+                f"data.init_args.image_size={size} does not fit the backbone: {err}. data.init_args.image_size sets "
+                "both the face crop and the backbone's input_size; use a larger size (112 for insightface "
+                "models and crops, the size the data was aligned to otherwise)."
+            ) from err
+
+    def after_fit(self) -> None:
+        """A fit that ran no step because no full batch fits in the data is an error, not a success."""
+        if self.trainer.num_training_batches == 0 and self.trainer.limit_train_batches != 0:  # type: ignore[attr-defined]
+            raise UserMistake(self._no_batches_message(), code=EXIT_FAILED)
+        super().after_fit()
+
+    def _no_batches_message(self) -> str:
+        """Why the training loader yields no batch: the batch size, the dataset size per device, the fix."""
+        data = self.datamodule  # type: ignore[attr-defined]
+        batch = getattr(data, "batch_size", None)
+        world = max(int(self.trainer.world_size), 1)  # type: ignore[attr-defined]
+        try:
+            size: int | None = len(data.train_set)
+        except TypeError:
+            size = None
+        have = f"{size} training images" if size is not None else "fewer training images than one batch"
+        if size is not None and world > 1:
+            have += f" ({size // world} per device on {world} devices)"
+        return (
+            f"no training batches: data.init_args.batch_size={batch} but the data has {have}. Incomplete batches "
+            "are dropped (every step sees a full batch), so an epoch holds no step and nothing was trained. "
+            "Set --data.init_args.batch_size to at most the number of images per device, or use more data."
+        )
 
 
 def resume_problem(path: Path, model: object) -> str | None:

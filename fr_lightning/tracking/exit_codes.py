@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import lightning.pytorch as pl
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PREEMPTED", "RunStatus", "exit_code_for"]
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PREEMPTED", "EXIT_USAGE", "RunStatus", "exit_code_for"]
 
 #: Training (or evaluation) finished.
 EXIT_OK = 0
 #: An exception stopped the run (including the NaN guard's ``NonFiniteTrainingError``).
 EXIT_FAILED = 1
+#: A usage or configuration mistake found before any data is read (unknown option or class, missing
+#: or malformed config file, a GPU asked of a CPU-only torch, an image size the backbone cannot take).
+EXIT_USAGE = 2
 #: Ctrl-C (128 + SIGINT, the shell's convention).
 EXIT_INTERRUPTED = 130
 #: SIGTERM (preemption): ``last.ckpt`` was saved; requeue and resume with ``--ckpt_path last``.

@@ -100,7 +100,10 @@ def scan_folder(root: str | Path, list_file: str | Path | None = None, num_class
         with os.scandir(root) as it:
             dirs = sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
         if not dirs:
-            raise DataFormatError(f"{root}: no identity sub-folders (expected one sub-folder of images per identity)")
+            raise DataFormatError(
+                f"{root}: no identity sub-folders, so there is nothing to train on. Put the aligned face crops in "
+                f"one sub-folder per identity ({root}/<identity>/<image>.jpg), or give the folder that holds those sub-folders"
+            )
         for label, name in enumerate(dirs):
             with os.scandir(root / name) as it:
                 files = sorted(e.name for e in it if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS))
@@ -186,7 +189,16 @@ class FolderSource(MapSource):
     def index(self) -> FolderIndex:
         """The scanned folder (cached)."""
         if self._index is None:
-            self._index = scan_folder(self.root, resolve_path(self.root, self.list_file), self._num_classes)
+            index = scan_folder(self.root, resolve_path(self.root, self.list_file), self._num_classes)
+            present = np.unique(index.labels)
+            if len(present) < 2:
+                who = index.classes[int(present[0])] if index.classes and len(present) else f"label {present.tolist()}"
+                raise DataFormatError(
+                    f"{index.root}: only one identity ({who}, {len(index)} images); training a recognition model "
+                    "needs at least two identities, one sub-folder (or list label) each. Add sub-folders of other "
+                    "people's faces, or point data.init_args.train.init_args.root at the folder that holds all of them"
+                )
+            self._index = index
         return self._index
 
     @property
