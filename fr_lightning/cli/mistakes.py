@@ -130,11 +130,12 @@ def init_from_size_problem(path: Path, size: int) -> str | None:
     if guess is None or size in guess.input_sizes():
         return None
     sizes = guess.input_sizes()
-    fit = guess.default_input_size() or sizes[-1]
+    fit = guess.default_input_size()
+    to = f"={fit}" if fit else f" to the size those weights were trained at ({sizes[0]}-{sizes[-1]})"
     return (
         f"data.init_args.image_size={size} does not fit the backbone of model.init_args.init_from={path}: "
         f"those weights are {guess}, whose final layer takes inputs of {sizes[0]}-{sizes[-1]} px only. "
-        f"Set --data.init_args.image_size={fit} (with faces aligned to that size), or drop init_from to train "
+        f"Set --data.init_args.image_size{to}, with faces aligned to that size, or drop init_from to train "
         f"a backbone from scratch at {size} px."
     )
 
