@@ -83,6 +83,12 @@ class Criterion:
             class_index: the classes a sampled classifier must score (another pass's ``class_index``).
             features: passed through to ``StepOutput.features``.
         """
+        if getattr(self.head, "pair_based", False):
+            # A pair-based head (no classifier): one batch-level loss, given to every sample so
+            # the reducer's mean is that loss; no cosine is scored (``[B, 0]``).
+            loss = self.head.pair_loss(embeddings, labels)  # type: ignore[attr-defined]
+            empty = embeddings.new_zeros((embeddings.shape[0], 0), dtype=torch.float32)
+            return StepOutput(embeddings, empty, labels, empty, loss.expand(embeddings.shape[0]), features, None)
         if class_index is None:
             scores = self.classifier(embeddings, labels)
         else:

@@ -35,7 +35,9 @@ class FaceRecognitionModule(pl.LightningModule):
 
     Args:
         backbone: the embedding network, a :class:`~fr_lightning.backbones.FaceBackbone` (``forward(images) -> [B, D]``).
-        head: margin head turning cosines into logits (ArcFace, CosFace, ...).
+        head: margin head turning cosines into logits (ArcFace, CosFace, ...), or a pair-based head
+            (Triplet, CentroidTriplet) that trains with no classifier at all (docs/methods.md,
+            "Pair-based objectives").
         num_classes: number of identities; the CLI links it from the data module.
         classifier: class building the classifier from ``(embedding_dim, num_classes)``; default ``FullFC``.
         optimizer: optimizer class for the parameter groups; default SGD(lr=0.1, momentum=0.9, weight_decay=5e-4).
@@ -75,12 +77,26 @@ class FaceRecognitionModule(pl.LightningModule):
         self.head = head
         self.num_classes = num_classes
         embedding_dim = int(backbone.embedding_dim)
-        if classifier is None:
-            from fr_lightning.classifiers import FullFC
+        from fr_lightning.classifiers import FullFC, NoClassifier
 
-            self.classifier: Classifier = FullFC(embedding_dim, num_classes, head.subcenters)
+        if getattr(head, "pair_based", False):
+            # A pair-based head (Triplet, CentroidTriplet) trains with no classifier at all.
+            self.classifier: Classifier = NoClassifier(embedding_dim) if classifier is None else classifier(embedding_dim, num_classes)
+            if not isinstance(self.classifier, NoClassifier):
+                raise ValueError(
+                    f"model.init_args.head {type(head).__name__} is pair-based: it trains with no classifier; "
+                    f"remove model.init_args.classifier ({type(self.classifier).__name__}), or keep the classifier "
+                    "with a margin head and add the pair loss as the 'pair' method"
+                )
+        elif classifier is None:
+            self.classifier = FullFC(embedding_dim, num_classes, head.subcenters)
         else:
             self.classifier = classifier(embedding_dim, num_classes)
+            if isinstance(self.classifier, NoClassifier):
+                raise ValueError(
+                    f"model.init_args.classifier NoClassifier needs a pair-based head (Triplet, CentroidTriplet); "
+                    f"model.init_args.head {type(head).__name__} turns class cosines into logits"
+                )
         head_k, fc_k = head.subcenters, self.classifier.subcenters
         if head_k != fc_k:
             raise ValueError(
@@ -118,7 +134,7 @@ class FaceRecognitionModule(pl.LightningModule):
         self.attach_methods(methods)
         self._setup_sharded_classifier(self.trainer.world_size, self.trainer.global_rank)
         # Again once the classifier knows whether it is sharded across ranks (local_logits).
-        check_needs(self.methods, self.available_needs())
+        check_needs(self.methods, self.available_needs(), self._lacking_needs())
         if self.channels_last and self.trainer.strategy.root_device.type == "cpu":
             # torch 2.13's oneDNN backward of a strided 1x1 convolution corrupts the heap on
             # channels-last fp32 CPU tensors (iResNet's shortcut): the switch is for GPUs.
@@ -178,7 +194,8 @@ class FaceRecognitionModule(pl.LightningModule):
                     f"method {method.name} cannot be combined with the classifier {type(self.classifier).__name__}: "
                     f"{refused[method.name]}"
                 )
-        check_needs(self.methods, self.available_needs())
+        self._refuse_per_sample_methods()
+        check_needs(self.methods, self.available_needs(), self._lacking_needs())
         for method in self.methods:
             if method.name not in self.method_modules:
                 part = method.build(self)
@@ -189,13 +206,39 @@ class FaceRecognitionModule(pl.LightningModule):
             raise ValueError(f"methods {' and '.join(embedders)} each define the evaluation embedding; keep one of them.")
         self._keep_features = any("features" in m.needs() for m in self.methods)
 
+    @property
+    def pair_based(self) -> bool:
+        """True when the head is pair-based (no classifier, no logits, one batch-level loss)."""
+        return bool(getattr(self.head, "pair_based", False))
+
+    def _refuse_per_sample_methods(self) -> None:
+        """With a pair-based head the loss is one batch-level value: a method that shifts target
+        logits or weights per-sample classifier losses has nothing to act on; refuse it, naming both."""
+        if not self.pair_based:
+            return
+        for method in self.methods:
+            hooks = [h for h in ("target_margins", "sample_weights") if getattr(type(method), h) is not getattr(Method, h)]
+            if hooks:
+                raise ValueError(
+                    f"method {method.name} cannot be combined with the pair-based head {type(self.head).__name__}: "
+                    f"its {' and '.join(hooks)} act on per-sample classifier losses, and a pair-based head has no classifier "
+                    "(use a margin head and add the pair loss as the 'pair' method)"
+                )
+
+    def _lacking_needs(self) -> dict[str, str]:
+        """Need -> the part of this run that rules it out (for the errors of :func:`check_needs`)."""
+        if not self.pair_based:
+            return {}
+        why = f"the pair-based head {type(self.head).__name__} trains with no classifier"
+        return {"full_logits": why, "local_logits": why}
+
     def available_needs(self) -> dict[str, bool]:
         """What this run provides of :data:`fr_lightning.methods.base.NEEDS` (needs it cannot tell are left out)."""
         criterion = self.criterion
         available = {
             "features": isinstance(self.backbone, FaceBackbone),
-            "full_logits": criterion.full_logits,
-            "local_logits": criterion.local_logits,
+            "full_logits": criterion.full_logits and not self.pair_based,
+            "local_logits": criterion.local_logits and not self.pair_based,
         }
         keys = self._training_sample_keys()
         if keys is not None:
@@ -275,7 +318,9 @@ class FaceRecognitionModule(pl.LightningModule):
         loss = reduce_loss(out.per_sample_loss, ctx.weights, valid=batch.labels >= 0)
         bsz = len(batch)
         ce = loss
-        self.log("train/loss/ce", loss.detach(), batch_size=bsz)
+        # A pair-based head's loss is logged under its own key (train/loss/triplet, train/loss/ctl).
+        main = getattr(self.head, "key", "ce") if self.pair_based else "ce"
+        self.log(f"train/loss/{main}", loss.detach(), batch_size=bsz)
         terms: dict[str, Tensor] = {f"head/{k}": v for k, v in self.head.loss_terms(out.embeddings.float().norm(dim=1)).items()}
         for method in self.methods:
             for key, value in method.loss_terms(ctx, self).items():
@@ -283,19 +328,22 @@ class FaceRecognitionModule(pl.LightningModule):
         for key, value in terms.items():
             loss = loss + value
             self.log(f"train/loss/{key}", value.detach(), batch_size=bsz)
-        with torch.no_grad():
-            # Accuracy of the nearest centre (no margin), as a classifier would be used.
-            valid = out.labels >= 0
-            pred = self.classifier.predict(out.cosine)
-            acc = (pred[valid] == out.labels[valid]).float().mean() if valid.any() else pred.new_zeros((), dtype=torch.float32)
+        acc = None
+        if not self.pair_based:
+            with torch.no_grad():
+                # Accuracy of the nearest centre (no margin), as a classifier would be used.
+                valid = out.labels >= 0
+                pred = self.classifier.predict(out.cosine)
+                acc = (pred[valid] == out.labels[valid]).float().mean() if valid.any() else pred.new_zeros((), dtype=torch.float32)
         # Read by NanGuard to name the non-finite term in its diagnostic.
         self.step_diagnostics = {
-            "loss/ce": ce.detach(),
+            f"loss/{main}": ce.detach(),
             **{f"loss/{k}": v.detach() for k, v in terms.items()},
             "embedding_norm": out.embeddings.detach().float().norm(dim=1),
         }
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=bsz)
-        self.log("train/acc", acc, prog_bar=True, batch_size=bsz)
+        if acc is not None:  # a pair-based head has no classifier to be accurate with
+            self.log("train/acc", acc, prog_bar=True, batch_size=bsz)
         self.log("train/embedding_norm", out.embeddings.detach().float().norm(dim=1).mean(), batch_size=bsz)
         return loss
 

@@ -38,6 +38,9 @@ SETTINGS: dict[str, Callable[[Path], dict[str, object]]] = {
         "logit_warmup_epochs": 0.0,
     },
     "gabn": lambda tmp: {"warmup": 0},
+    # The pair-based auxiliary term beside the margin head (the pair-based heads themselves, with
+    # no classifier, and the methods they refuse: tests/test_pair_heads.py).
+    "pair": lambda tmp: {"loss": "triplet", "weight": 0.5},
 }
 
 #: Combinations refused at setup, with a word of the reason the error must give (none today).

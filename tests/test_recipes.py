@@ -80,3 +80,22 @@ def test_recipe_fast_dev_run(recipe: Path, tmp_path: Path, monkeypatch: pytest.M
     cli = cli_main(["fit", "--config", str(recipe), *SMALL, *extra])
     assert cli.trainer.state.finished
     assert "train/loss" in cli.trainer.callback_metrics
+
+
+def test_triplet_recipe_checkpoint_holds_no_identity_sized_tensor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """recipes/triplet.yaml trains with no classifier: no tensor of its saved checkpoint grows with the identities."""
+    from fr_lightning.classifiers import NoClassifier
+
+    monkeypatch.chdir(tmp_path)
+    cli = cli_main(["fit", "--config", str(ROOT / "recipes" / "triplet.yaml"), *SMALL])
+    assert cli.trainer.state.finished and isinstance(cli.model.classifier, NoClassifier)
+    path = tmp_path / "triplet.ckpt"
+    cli.trainer.save_checkpoint(path)
+    ckpt = torch.load(path, weights_only=True, map_location="cpu")
+    n = cli.datamodule.num_classes
+    assert n == 1500
+    sized = [k for k, t in ckpt["state_dict"].items() if n in tuple(t.shape)]
+    assert not sized, sized
+    for state in ckpt["optimizer_states"]:
+        for s in state["state"].values():
+            assert all(n not in tuple(v.shape) for v in s.values() if isinstance(v, torch.Tensor))

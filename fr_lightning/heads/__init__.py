@@ -15,6 +15,7 @@ from fr_lightning.heads.arcface import ArcFace
 from fr_lightning.heads.base import HEADS, MarginHead, register_head
 from fr_lightning.heads.combined import CombinedMargin
 from fr_lightning.heads.cosface import CosFace
+from fr_lightning.heads.ctl import CentroidTriplet
 from fr_lightning.heads.curricularface import CurricularFace
 from fr_lightning.heads.magface import MagFace
 from fr_lightning.heads.mvsoftmax import MVSoftmax
@@ -23,6 +24,7 @@ from fr_lightning.heads.search_softmax import SearchSoftmax
 from fr_lightning.heads.sface import SFace
 from fr_lightning.heads.sphereface import SphereFace
 from fr_lightning.heads.subcenter import SubCenterArcFace
+from fr_lightning.heads.triplet import PairHead, Triplet
 from fr_lightning.heads.unpg import UNPG
 from fr_lightning.heads.x2softmax import X2Softmax
 
@@ -32,6 +34,7 @@ __all__ = [
     "AdaFace",
     "AdaSin",
     "ArcFace",
+    "CentroidTriplet",
     "CombinedMargin",
     "CosFace",
     "CurricularFace",
@@ -39,10 +42,12 @@ __all__ = [
     "MagFace",
     "MarginHead",
     "NormFace",
+    "PairHead",
     "SFace",
     "SearchSoftmax",
     "SphereFace",
     "SubCenterArcFace",
+    "Triplet",
     "X2Softmax",
     "register_head",
 ]

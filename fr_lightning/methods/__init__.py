@@ -8,6 +8,7 @@ poseface      :class:`PoseFace`           ``poseface.yaml``      ``train/loss/po
 coteaching    :class:`CoTeaching`         ``coteaching.yaml``    ``train/loss/coteaching/*``, ``train/coteaching/*``
 kd            :class:`KD`                 ``kd.yaml``            ``train/loss/kd/*``
 gabn          :class:`GABN`               ``gabn.yaml``          ``train/loss/gabn/*``, ``train/gabn/*``
+pair          :class:`PairLoss`           ``pair.yaml``          ``train/loss/pair/*``
 ============  ==========================  =====================  ==============================
 """
 
@@ -16,6 +17,7 @@ from fr_lightning.methods.coteaching import CoTeaching
 from fr_lightning.methods.gabn import GABN
 from fr_lightning.methods.kd import KD
 from fr_lightning.methods.lowres import LowRes
+from fr_lightning.methods.pair import PairLoss
 from fr_lightning.methods.poseface import PoseFace
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "CoTeaching",
     "LowRes",
     "Method",
+    "PairLoss",
     "PoseFace",
     "check_methods",
     "check_needs",

@@ -116,13 +116,14 @@ class Method(pl.Callback):
         return module.method_modules[self.name]
 
 
-def check_needs(methods: list[Method], available: dict[str, bool]) -> None:
+def check_needs(methods: list[Method], available: dict[str, bool], why: dict[str, str] | None = None) -> None:
     """Raise for the first method whose declared need is known to be unavailable.
 
     Args:
         methods: the stacked methods.
         available: need -> whether this run provides it; needs not listed are not checked here
             (a method checks those itself in :meth:`Method.build`, e.g. KD loads its teacher).
+        why: need -> the part of this run that rules it out (named in the error), where known.
 
     Raises:
         ValueError: naming the method, the need and what would provide it.
@@ -133,7 +134,8 @@ def check_needs(methods: list[Method], available: dict[str, bool]) -> None:
             raise ValueError(f"method {m.name} declares unknown needs {sorted(unknown)}; known: {sorted(NEEDS)}")
         for need in sorted(m.needs()):
             if available.get(need, True) is False:
-                raise ValueError(f"method {m.name} needs {need}: {NEEDS[need]}, which this run does not provide.")
+                because = f" ({why[need]})" if why and need in why else ""
+                raise ValueError(f"method {m.name} needs {need}: {NEEDS[need]}, which this run does not provide{because}.")
 
 
 def check_methods(methods: list[Method]) -> list[Method]:
