@@ -106,6 +106,16 @@ def test_unknown_head_or_backbone_lists_the_registered_ones(fit: list[str], arg:
     assert len(err.strip().splitlines()) == 1  # one paragraph, not jsonargparse's dump
 
 
+@pytest.mark.parametrize("key, value", [("head", "fr_lightning.heads.NoSuchFace"), ("backbone", "IResNot")])
+def test_unknown_class_in_a_yaml_file_names_the_file(tmp_path: Path, key: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"model:\n  init_args:\n    {key}:\n      class_path: {value}\n")
+    code, err = _fr(["fit", "--config", str(ARCFACE), "--config", str(bad)], capsys)
+    assert code == 2
+    assert f"unknown {key} '{value}' (at {bad}: model.init_args.{key}.class_path = '{value}')" in err
+    assert ("fr_lightning.heads.ArcFace" if key == "head" else "fr_lightning.backbones.IResNet") in err
+
+
 def test_recipe_that_does_not_exist(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(ROOT)
     code, err = _fr(["fit", "--config", MISSING], capsys)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from fr_lightning.cli import cli_main
+from fr_lightning.cli.mistakes import UserMistake
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCFACE = ROOT / "recipes" / "arcface.yaml"
@@ -35,9 +36,10 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def _parse_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    with pytest.raises(SystemExit):
+    """The message of a config error: printed (SystemExit 2), or a UserMistake that ``fr`` prints."""
+    with pytest.raises((SystemExit, UserMistake)) as exc:
         cli_main(args, run=False)
-    return capsys.readouterr().err
+    return capsys.readouterr().err + (str(exc.value) if isinstance(exc.value, UserMistake) else "")
 
 
 def test_unknown_key_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -64,9 +64,35 @@ def known_backbones() -> list[str]:
 def unknown_class(message: str) -> tuple[str, str] | None:
     """``(key, value)`` when a jsonargparse ``message`` says a head or backbone class path does not resolve."""
     match = re.search(
-        r'Parser key "(head|backbone)":\s*\n\s*- Expected a path but (\S+) either not accessible or invalid', message
+        r'Parser key "(head|backbone)":\s*\n\s*(?:- )?(?:'
+        r"Expected a path but (\S+) either not accessible or invalid"  # given on the command line
+        r"|Problem with given class_path '([\w.]+)':\s*\n\s*module \S+ has no attribute"  # class_path in a YAML file
+        r"|Expected a dot import path string: (\S+))",  # a short name in a YAML file
+        message,
     )
-    return (match.group(1), match.group(2)) if match else None
+    if match is None:
+        return None
+    return match.group(1), next(g for g in match.groups()[1:] if g)
+
+
+def where_value(value: str, files: list[Path], argv: list[str]) -> list[str]:
+    """``file: key = value`` (or the command-line argument) where ``value`` is given, the last source first."""
+    import yaml
+
+    from fr_lightning.cli.config_errors import _flatten
+
+    for arg in argv:
+        if arg.startswith("--") and arg.endswith(f"={value}"):
+            return [f"command line: {arg}"]
+    for path in reversed(files):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, yaml.YAMLError):
+            continue
+        hits = [f"{path}: {key} = {v!r}" for key, v in _flatten(data) if v == value]
+        if hits:
+            return hits
+    return []
 
 
 def unknown_class_message(key: str, value: str, where: list[str]) -> str:

@@ -51,6 +51,7 @@ from fr_lightning.cli.mistakes import (  # noqa: E402
     missing_config_message,
     unknown_class,
     unknown_class_message,
+    where_value,
 )
 from fr_lightning.tracking.exit_codes import EXIT_FAILED  # noqa: E402
 from fr_lightning.utils.rundir import run_dir  # noqa: E402
@@ -138,6 +139,7 @@ class FaceCLI(RunTrackingCLI, LightningCLI):
             where = locate(str(err), files, argv)
             unknown = unknown_class(str(err))
             if unknown is not None:
+                where = where or where_value(unknown[1], files, argv)
                 raise UserMistake(unknown_class_message(*unknown, where)) from None
             lines = [f"fr: invalid configuration: {err}"]
             if where:
