@@ -2,8 +2,8 @@
 
 ``fr`` catches the exceptions listed in :func:`explain` and prints ``fr: <cause>. <fix>`` on
 stderr; ``--debug`` (anywhere on the command line) or ``FR_DEBUG=1`` lets them through with
-their traceback. Exit codes (docs/training.md): 2 for a mistake found before any data is read
-(the command line or a config file), 1 for one found while reading data or training.
+their traceback. Exit codes (docs/training.md, "Exit codes"): 2 when the command line or a config
+file asks for something impossible, 1 when the data is missing, empty or too small.
 """
 
 from __future__ import annotations
@@ -16,7 +16,23 @@ from pathlib import Path
 from fr_lightning.data.errors import DataFormatError
 from fr_lightning.tracking.exit_codes import EXIT_FAILED, EXIT_USAGE
 
-__all__ = ["UserMistake", "debug_requested", "explain", "known_backbones", "known_heads", "strip_debug"]
+__all__ = [
+    "DEBUG_ENV",
+    "UserMistake",
+    "cuda_missing_message",
+    "debug_requested",
+    "explain",
+    "init_from_size_problem",
+    "known_backbones",
+    "known_heads",
+    "missing_config_message",
+    "report",
+    "strip_debug",
+    "unknown_class",
+    "unknown_class_message",
+    "where_value",
+    "yaml_error_message",
+]
 
 #: Environment variable that asks for tracebacks (any value but "", "0", "false", "no").
 DEBUG_ENV = "FR_DEBUG"
