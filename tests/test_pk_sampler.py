@@ -138,3 +138,35 @@ def test_data_module_names_bad_pk_settings() -> None:
         FaceDataModule(val_sets=[], batch_size=10, sampler="pk", sampler_p=3, sampler_k=4)
     with pytest.raises(ValueError, match="data.init_args.sampler must be"):
         FaceDataModule(val_sets=[], sampler="balanced")  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_pk_run_killed_mid_epoch_resumes_bit_identical(tmp_path) -> None:  # noqa: ANN001
+    """``fr fit`` with P×K batches (and the pair method's triplet term) killed at a random step and
+    resumed from its last checkpoint ends bit-identical to the uninterrupted run."""
+    import random
+    import signal
+
+    from tests.test_resume import STEPS, _assert_identical, _final, _fit
+
+    pk = [
+        "--data.init_args.sampler=pk",
+        "--data.init_args.sampler_k=4",  # 6 identities x 4 images, batch 8: P = 2, 3 batches per epoch
+        "--trainer.callbacks+={class_path: fr_lightning.methods.PairLoss, init_args: {loss: triplet}}",
+    ]
+    ref = tmp_path / "reference"
+    ref.mkdir()
+    out = _fit(ref, *pk, "--trainer.logger=false")
+    assert out.returncode == 0, out.stderr[-2000:]
+    weights, acc = _final(ref)
+    run = tmp_path / "killed"
+    run.mkdir()
+    step = random.Random().randint(2, STEPS - 1)
+    kill = f"--trainer.callbacks+={{class_path: tests.test_resume.KillAt, init_args: {{step: {step}}}}}"
+    out = _fit(run, *pk, "--trainer.logger=false", kill)
+    assert out.returncode == -signal.SIGKILL, out.stderr[-2000:]
+    out = _fit(run, *pk, "--trainer.logger=false", "--ckpt_path=last")
+    assert out.returncode == 0, out.stderr[-2000:]
+    got, got_acc = _final(run)
+    _assert_identical(got, weights)
+    assert got_acc == acc, f"killed at step {step}"
