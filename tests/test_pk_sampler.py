@@ -7,6 +7,8 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
+import lightning.pytorch as pl
+
 from fr_lightning.data.pk_sampler import PKSampler
 from fr_lightning.data.resume import ResumableLoader
 
@@ -166,6 +168,50 @@ def test_pk_run_killed_mid_epoch_resumes_bit_identical(tmp_path) -> None:  # noq
     out = _fit(run, *pk, "--trainer.logger=false", kill)
     assert out.returncode == -signal.SIGKILL, out.stderr[-2000:]
     out = _fit(run, *pk, "--trainer.logger=false", "--ckpt_path=last")
+    assert out.returncode == 0, out.stderr[-2000:]
+    got, got_acc = _final(run)
+    _assert_identical(got, weights)
+    assert got_acc == acc, f"killed at step {step}"
+
+
+class RecordLabels(pl.Callback):
+    """Appends each training batch's labels to ``<path>/rank<r>.txt`` (one line per step)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:  # noqa: ANN001
+        with open(f"{self.path}/rank{trainer.global_rank}.txt", "a") as f:
+            f.write(" ".join(str(int(v)) for v in batch.labels.tolist()) + "\n")
+
+
+@pytest.mark.slow
+def test_pk_on_two_gloo_ranks_disjoint_equal_shares_and_exact_resume(tmp_path) -> None:  # noqa: ANN001
+    """2-process gloo DDP with P×K batches: at every step the ranks' identities are disjoint and
+    both ranks run the same number of steps; killed at a random step and resumed, the run ends
+    bit-identical to the uninterrupted one."""
+    import random
+
+    from tests.test_resume import STEPS, _assert_identical, _final, _fit_ddp
+
+    pk = ["--data.init_args.sampler=pk", "--data.init_args.sampler_k=4"]  # 12 ids x 4, batch 8: P = 2, 3 steps per epoch
+    ref = tmp_path / "reference"
+    ref.mkdir()
+    record = f"--trainer.callbacks+={{class_path: tests.test_pk_sampler.RecordLabels, init_args: {{path: {ref}}}}}"
+    out = _fit_ddp(ref, *pk, record)
+    assert out.returncode == 0, out.stderr[-2000:]
+    weights, acc = _final(ref)
+    steps = [[list(map(int, line.split())) for line in (ref / f"rank{r}.txt").read_text().splitlines()] for r in (0, 1)]
+    assert len(steps[0]) == len(steps[1]) == STEPS
+    for a, b in zip(*steps):
+        assert len(set(a)) == len(set(b)) == 2 and len(a) == len(b) == 8
+        assert not set(a) & set(b)
+    run = tmp_path / "killed"
+    run.mkdir()
+    step = random.Random().randint(2, STEPS - 1)
+    kill = f"--trainer.callbacks+={{class_path: tests.test_resume.KillAt, init_args: {{step: {step}}}}}"
+    _fit_ddp(run, *pk, kill)
+    out = _fit_ddp(run, *pk, "--ckpt_path=last")
     assert out.returncode == 0, out.stderr[-2000:]
     got, got_acc = _final(run)
     _assert_identical(got, weights)
