@@ -336,17 +336,13 @@ def _read_verification_json(root: Path) -> None:
     from fr_lightning.eval.report import read_verification_json
 
     path = root / "verification.json"
-    try:
-        from fr_lightning.cli.verify import read_threshold
-    except ImportError:  # before the command-line modules moved into fr_lightning.cli
-        from fr_lightning.deploy.verify_cli import read_threshold
+    from fr_lightning.cli.verify import read_threshold
+
     try:
         threshold, name = read_threshold(path, "synth-lfw")
         assert -1.0 <= threshold <= 1.0 and name == "synth-lfw"
     except ValueError as exc:
-        if isinstance(exc, UnicodeDecodeError):
-            KNOWN["read_threshold: bare UnicodeDecodeError"] += 1  # reported; pinned below
-        elif not isinstance(exc, DataFormatError) and str(path) not in str(exc):
+        if isinstance(exc, UnicodeDecodeError) or (not isinstance(exc, DataFormatError) and str(path) not in str(exc)):
             raise AssertionError(f"read_threshold's error does not name the file: {exc}") from exc
     for name, values in read_verification_json(path).items():
         assert isinstance(name, str) and -1.0 <= values["threshold"] <= 1.0
@@ -417,8 +413,6 @@ FORMATS: dict[str, Format] = {
 }
 
 COUNTS: dict[str, Counter[str]] = defaultdict(Counter)
-#: Inputs that hit a known, reported bug outside this test's reach (counted, not failed).
-KNOWN: Counter[str] = Counter()
 SLOWEST: dict[str, float] = defaultdict(float)
 
 # --------------------------------------------------------------------------- harness
@@ -551,8 +545,6 @@ def _report_counts() -> Iterator[None]:
     if not COUNTS:
         return
     table = {name: {**dict(c), "inputs": sum(c.values()), "slowest_s": round(SLOWEST[name], 3)} for name, c in sorted(COUNTS.items())}
-    if KNOWN:
-        table["known, reported bugs"] = dict(KNOWN)
     print("\nfuzz campaign:", json.dumps(table, indent=1))
     out = os.environ.get("FR_FUZZ_COUNTS")
     if out:
@@ -588,13 +580,10 @@ def test_mutations_reach_every_kind() -> None:
     assert mutate(data, [("byte", 0, 0xFF)])[0] == 0xFF
 
 
-@pytest.mark.xfail(strict=True, reason="cli/verify.read_threshold lets a bare UnicodeDecodeError (no file name) through; reported")
 def test_read_threshold_names_a_file_that_is_not_utf8(tmp_path: Path) -> None:
-    """Pins the one known reader bug the fuzzer counts under KNOWN; when fixed, drop the xfail and the KNOWN case."""
-    try:
-        from fr_lightning.cli.verify import read_threshold
-    except ImportError:
-        from fr_lightning.deploy.verify_cli import read_threshold
+    """The fuzzer's one finding outside the readers it fixed at first: a bare UnicodeDecodeError with no file name."""
+    from fr_lightning.cli.verify import read_threshold
+
     path = tmp_path / "verification.json"
     path.write_bytes(b'{"synth-lfw": {"threshold": 0.3, "acc": 97.5, "acc_std": 1.0, "x": "\xff"}}')
     with pytest.raises(ValueError, match=re.escape(str(path))):

@@ -44,9 +44,13 @@ def read_threshold(source: str | Path, set_name: str | None = None) -> tuple[flo
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist (the verification callback writes it at each validation)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text (byte {err.start})") from None
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply") from None
     sets = {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
     if not sets:
         raise ValueError(f'{path}: expected {{"<set>": {{"threshold": ..., "acc": ...}}}}, found no set entries')

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from fr_lightning.data.errors import DataFormatError
+from fr_lightning.data.formats.text import text_lines
 
 __all__ = ["load_side_file", "resolve_path", "side_data"]
 
@@ -58,7 +59,7 @@ def load_side_file(
         values = arr.reshape(n, width)
     else:
         table: dict[str, list[str]] = {}
-        for lineno, line in _text_lines(path):
+        for lineno, line in text_lines(path):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
@@ -89,18 +90,6 @@ def load_side_file(
     if not np.isfinite(out).all():  # NaN/inf in the file, or beyond float32's range
         raise DataFormatError(f"{path}: {kind} holds NaN, infinite or out-of-range values")
     return out
-
-
-def _text_lines(path: Path) -> list[tuple[int, str]]:
-    """``(line number, line)`` of a UTF-8 text file; bytes that are not UTF-8 name their line."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        lineno = data.count(b"\n", 0, exc.start) + 1
-        raise DataFormatError(f"{path}, line {lineno}: not UTF-8 text") from None
-    # Universal newlines, as open() in text mode reads them.
-    return list(enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1))
 
 
 def _load_npy(path: Path) -> np.ndarray:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fr_lightning.data import DataFormatError
+from fr_lightning.data.formats.text import text_lines
 
 __all__ = ["IJBGallery", "IJBSet", "detect_target", "load_ijb", "read_face_tid_mid", "read_name_5pts_score", "read_pair_label", "read_template_subjects"]
 
@@ -76,24 +77,13 @@ def _lines(path: Path) -> list[tuple[int, list[str]]]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
     out = []
-    for lineno, line in _text_lines(path):
+    for lineno, line in text_lines(path):
         fields = line.split()
         if fields:
             out.append((lineno, fields))
     if not out:
         raise DataFormatError(f"{path}: the file is empty")
     return out
-
-
-def _text_lines(path: Path) -> list[tuple[int, str]]:
-    """``(1-based line number, line)`` of a UTF-8 file; bytes that are not UTF-8 raise naming their line."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        lineno = data.count(b"\n", 0, exc.start) + 1
-        raise DataFormatError(f"{path}, line {lineno}: not UTF-8 text") from None
-    return list(enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1))
 
 
 def _ints(path: Path, lineno: int, values: list[str], what: str) -> list[int]:
@@ -159,7 +149,7 @@ def read_template_subjects(path: Path) -> IJBGallery:
         raise FileNotFoundError(f"{path}: file not found")
     seen: dict[int, int] = {}
     where: dict[int, int] = {}
-    for lineno, line in _text_lines(path):
+    for lineno, line in text_lines(path):
         fields = [v.strip() for v in line.strip().split(",")]
         if not line.strip() or (lineno == 1 and not fields[0].lstrip("-").isdigit()):
             continue  # blank line or the header
