@@ -84,6 +84,13 @@ def _pct(values: Sequence[float]) -> str:
     return f"{arr.mean():.2f} ± {arr.std(ddof=1):.2f}"
 
 
+def _p(value: float, eq: bool = False) -> str:
+    """A p-value to three decimals; ``< 0.001`` below that."""
+    if value < 0.001:
+        return "< 0.001"
+    return f"{'= ' if eq else ''}{value:.3f}"
+
+
 def _columns(claim: Claim) -> dict[str, str]:
     cols = dict(DISPLAY.get(claim.name, {}))
     for part in (*claim.endpoints, *claim.guards):
@@ -104,7 +111,7 @@ def section(claim: Claim, study: Study | None) -> str:
     result = study.verdict()
     cols = _columns(claim)
     lines += [
-        f"Seeds {study.seeds} (each draws the training faces, the label noise and the evaluation pairs); "
+        f"Seeds {study.seeds} (each draws the training faces, any label noise and the evaluation pairs); "
         f"runs made at commit {', '.join(_commits(study))}. Accuracy in %, mean ± sample std over seeds:",
         "",
         "| variant | " + " | ".join(cols) + " |",
@@ -128,7 +135,7 @@ def section(claim: Claim, study: Study | None) -> str:
         low, high = g.interval()
         per_seed = ", ".join(f"{s}: {v:+.2f}" for s, v in zip(g.seeds, g.gains))
         lines.append(
-            f"| {label} | {roles.get(key, 'shown only')} | {g.mean:+.2f} | [{low:+.2f}, {high:+.2f}] | {g.p_greater:.3f} | {g.worst:+.2f} | {per_seed} |"
+            f"| {label} | {roles.get(key, 'shown only')} | {g.mean:+.2f} | [{low:+.2f}, {high:+.2f}] | {_p(g.p_greater)} | {g.worst:+.2f} | {per_seed} |"
         )
     walls = {v: sum(r.get("wall_s", 0.0) for r in runs) for v, runs in study.runs.items()}
     base_wall = walls.get(claim.baseline) or float("nan")
@@ -147,7 +154,7 @@ def verdict_phrase(claim: Claim, study: Study | None) -> str:
     g = result.gains[first.metric]
     low, high = g.interval()
     return (
-        f"{result.outcome}: {first.name()} {g.mean:+.2f} points [95 % CI {low:+.2f}, {high:+.2f}], p = {g.p_greater:.3f}, "
+        f"{result.outcome}: {first.name()} {g.mean:+.2f} points [95 % CI {low:+.2f}, {high:+.2f}], p {_p(g.p_greater, eq=True)}, "
         f"{g.n} seeds that draw the data (`{claim.command}`)"
     )
 
