@@ -33,8 +33,8 @@ class PairHead(MarginHead):
         super().__init__(s=1.0)
 
     def pair_loss(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        """The scalar loss of raw embeddings ``[B, D]`` with identity labels ``[B]``."""
-        raise NotImplementedError
+        """The scalar loss of raw embeddings ``[B, D]`` with identity labels ``[B]`` (each pair head defines it)."""
+        raise TypeError(f"{type(self).__name__} is the base of the pair-based heads; use fr_lightning.heads.Triplet or CentroidTriplet")
 
     def forward(self, cosine: Tensor, labels: Tensor, norms: Tensor | None = None, embeddings: Tensor | None = None) -> Tensor:
         raise TypeError(f"{type(self).__name__} is a pair-based head: it has no logits (it trains with no classifier; see pair_loss)")
