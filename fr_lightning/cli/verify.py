@@ -10,7 +10,6 @@ own file is used when present): each set's ``threshold`` is its best-accuracy co
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from fr_lightning.cli.embed import add_model_arguments, embed_files, load_model_argument
+from fr_lightning.eval.report import read_json
 
 __all__ = ["main", "read_threshold", "verification_json_for"]
 
@@ -43,14 +43,7 @@ def read_threshold(source: str | Path, set_name: str | None = None) -> tuple[flo
         path = path / "verification.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist (the verification callback writes it at each validation)")
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path} is not UTF-8 text (byte {err.start})") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
-    except RecursionError:
-        raise ValueError(f"{path}: JSON nested too deeply") from None
+    data = read_json(path)  # a DataFormatError (a ValueError) naming the file
     sets = {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
     if not sets:
         raise ValueError(f'{path}: expected {{"<set>": {{"threshold": ..., "acc": ...}}}}, found no set entries')

@@ -13,7 +13,7 @@ import numpy as np
 from fr_lightning.data.errors import DataFormatError
 from fr_lightning.utils.atomic import write_json_atomic
 
-__all__ = ["TABLE_COLUMNS", "best_cosine_threshold", "read_verification_json", "table_rows", "write_verification_json"]
+__all__ = ["TABLE_COLUMNS", "best_cosine_threshold", "read_json", "read_verification_json", "table_rows", "write_verification_json"]
 
 #: TAR@FAR keys reported in ``verification.json`` and the W&B table.
 TAR_KEYS: tuple[str, ...] = ("tar@far=1e-4", "tar@far=1e-3", "tar@far=1e-2")
@@ -76,6 +76,18 @@ def table_rows(reports: Mapping[str, Mapping[str, float]]) -> list[list[Any]]:
     return rows
 
 
+def read_json(path: Path) -> Any:
+    """A UTF-8 JSON file's content; bytes that are not UTF-8, bad JSON or too deep nesting raise naming the file."""
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise DataFormatError(f"{path}: JSON nested too deeply") from None
+
+
 def read_verification_json(path: str | Path) -> dict[str, dict[str, float]]:
     """Read a ``verification.json`` back: ``{"<set>": {"acc": ..., "threshold": ..., ...}}``.
 
@@ -87,14 +99,7 @@ def read_verification_json(path: str | Path) -> dict[str, dict[str, float]]:
         DataFormatError: Not UTF-8 JSON of that shape (the message names the file and the key).
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    except RecursionError:
-        raise DataFormatError(f"{path}: JSON nested too deeply") from None
+    data = read_json(path)
     if not isinstance(data, dict) or not data:
         raise DataFormatError(f'{path}: expected {{"<set>": {{"acc": ..., "threshold": ...}}}}, got {type(data).__name__}')
     out: dict[str, dict[str, float]] = {}
