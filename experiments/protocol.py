@@ -61,6 +61,8 @@ class Claim:
         seeds: the reported seeds; each draws the data and the initialisation.
         alpha: significance level of each one-sided test.
         command: the command that runs the study.
+        study: the run folder when several claims read one study's runs (e.g. one baseline
+            compared with several variants); empty: the claim's own name.
     """
 
     name: str
@@ -72,6 +74,11 @@ class Claim:
     seeds: tuple[int, ...] = (1, 2, 3, 4, 5)
     alpha: float = 0.05
     command: str = ""
+    study: str = ""
+
+    def folder(self) -> str:
+        """The name of the folder that holds this claim's runs (``experiments/out/v2/<folder>/``)."""
+        return self.study or self.name
 
     def rule(self) -> str:
         """The decision rule in words (printed with the verdict)."""

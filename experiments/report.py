@@ -66,8 +66,8 @@ class Study:
 
 
 def load(claim: Claim, out_dir: Path = OUT_V2) -> Study | None:
-    """The study of ``claim`` from ``out_dir/<name>/study.json`` and its run files; None before its first run."""
-    folder = out_dir / claim.name
+    """The study of ``claim`` from ``out_dir/<folder>/study.json`` and its run files; None before its first run."""
+    folder = out_dir / claim.folder()
     index = folder / "study.json"
     if not index.is_file():
         return None
@@ -92,7 +92,7 @@ def _p(value: float, eq: bool = False) -> str:
 
 
 def _columns(claim: Claim) -> dict[str, str]:
-    cols = dict(DISPLAY.get(claim.name, {}))
+    cols = dict(DISPLAY.get(claim.name) or DISPLAY.get(claim.folder(), {}))
     for part in (*claim.endpoints, *claim.guards):
         if part.metric not in cols.values():
             cols[part.name()] = part.metric
@@ -101,6 +101,13 @@ def _columns(claim: Claim) -> dict[str, str]:
 
 def _commits(study: Study) -> list[str]:
     return sorted({r.get("git_head", "unknown")[:7] for runs in study.runs.values() for r in runs})
+
+
+def _shown(claim: Claim, study: Study) -> dict[str, list[dict[str, Any]]]:
+    """The variants a claim's tables show: all of its study's, or its two when several claims share the study."""
+    if not claim.study:
+        return study.runs
+    return {v: study.runs[v] for v in (claim.method, claim.baseline) if v in study.runs}
 
 
 def section(claim: Claim, study: Study | None) -> str:
@@ -117,7 +124,7 @@ def section(claim: Claim, study: Study | None) -> str:
         "| variant | " + " | ".join(cols) + " |",
         "|---|" + "---|" * len(cols),
     ]
-    for variant, runs in study.runs.items():
+    for variant, runs in _shown(claim, study).items():
         cells = [_pct([r[k] for r in runs if k in r]) for k in cols.values()]
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     lines += [
@@ -137,7 +144,7 @@ def section(claim: Claim, study: Study | None) -> str:
         lines.append(
             f"| {label} | {roles.get(key, 'shown only')} | {g.mean:+.2f} | [{low:+.2f}, {high:+.2f}] | {_p(g.p_greater)} | {g.worst:+.2f} | {per_seed} |"
         )
-    walls = {v: sum(r.get("wall_s", 0.0) for r in runs) for v, runs in study.runs.items()}
+    walls = {v: sum(r.get("wall_s", 0.0) for r in runs) for v, runs in _shown(claim, study).items()}
     base_wall = walls.get(claim.baseline) or float("nan")
     compute = ", ".join(f"{v} {w / len(study.seeds):.0f} s ({w / base_wall:.2f}×)" for v, w in walls.items())
     reasons = "" if not result.reasons else " — " + "; ".join(result.reasons)
@@ -205,6 +212,12 @@ def stale(root: Path = ROOT, out_dir: Path = OUT_V2) -> list[str]:
     return [str(p.relative_to(root)) for p in targets(root) if render(p.read_text(), generated, str(p)) != p.read_text()]
 
 
+def unplaced(root: Path = ROOT) -> list[str]:
+    """Claims whose block ``<!-- generated:NAME -->`` is missing from ``docs/results.md``."""
+    names = {m.group("name") for m in BLOCK.finditer((root / "docs" / "results.md").read_text())}
+    return [f"docs/results.md has no block for claim {name!r} (add <!-- generated:{name} --> ... <!-- /generated:{name} -->)" for name in CLAIMS if name not in names]
+
+
 def undeclared(out_dir: Path = OUT_V2) -> list[str]:
     """Runs whose commit did not declare their claim as it stands (reads the git history)."""
     from experiments.study import declared_at
@@ -227,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 on a difference")
     args = parser.parse_args(argv)
     if args.check:
-        problems = [f"{f} differs from the run files (python -m experiments.report)" for f in stale()] + undeclared()
+        problems = [f"{f} differs from the run files (python -m experiments.report)" for f in stale()] + unplaced() + undeclared()
         print("\n".join(problems) or "generated parts match the run files; every run's claim was declared first")
         return 1 if problems else 0
     generated = blocks()

@@ -21,7 +21,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +79,13 @@ def resolved_config(args: Sequence[str]) -> dict[str, Any]:
 def fit_recorded(claim: Claim, variant: str, args: Sequence[str], seed: int, folder: Path) -> tuple[dict[str, Any], Path]:
     """One run of ``claim``'s study (cached by code version and arguments) with its provenance; metrics and run file."""
     args = [*args, *QUIET]
-    name = f"{claim.name}-{variant}"
+    name = f"{claim.folder()}-{variant}"
     run_id = run_key(name, seed, args)
     path = folder / "runs" / f"{run_id}.json"
     record = None
     if not path.is_file():
         record = {
-            "study": claim.name, "variant": variant, "seed": seed, "git_head": git_head(), "code_version": code_version(),
+            "study": claim.folder(), "variant": variant, "seed": seed, "git_head": git_head(), "code_version": code_version(),
             "args": [a.replace(str(ROOT), ".") for a in args],
             "config": resolved_config([*args, f"--seed_everything={seed}"]),
         }
@@ -94,7 +94,7 @@ def fit_recorded(claim: Claim, variant: str, args: Sequence[str], seed: int, fol
 
 def work_dir(claim: Claim, variant: str, args: Sequence[str], seed: int, folder: Path) -> Path:
     """The working directory of :func:`fit_recorded`'s run (where its checkpoints land)."""
-    return folder / "work" / run_key(f"{claim.name}-{variant}", seed, [*args, *QUIET])
+    return folder / "work" / run_key(f"{claim.folder()}-{variant}", seed, [*args, *QUIET])
 
 
 def run_study(
@@ -105,6 +105,8 @@ def run_study(
     command: str,
     out_dir: Path = OUT_V2,
     tag: str = "",
+    also: Sequence[Claim] = (),
+    jobs: int = 1,
 ) -> dict[str, list[dict[str, Any]]]:
     """Fit every variant at every seed; write the run files and ``study.json``; variant -> runs in seed order.
 
@@ -116,21 +118,41 @@ def run_study(
         command: the command line that reproduces the study (stored in ``study.json``).
         out_dir: parent folder of the study folders.
         tag: appended to the study folder name (quick and calibration runs stay apart from the reported ones).
+        also: further claims that read the same runs (same ``study`` folder); each must be committed too.
+        jobs: runs at a time, in processes of one thread each (2 uses both cores of the 2-core machine
+            better than one run on two threads).
     """
     reported = [s for s in seeds if s in claim.seeds]
     if reported and not tag:
-        require_committed(claim)
-    folder = out_dir / (claim.name + (f"-{tag}" if tag else ""))
+        for each in (claim, *also):
+            require_committed(each)
+    folder = out_dir / (claim.folder() + (f"-{tag}" if tag else ""))
     start = time.time()
+    tasks = [(variant, [*base_args, *seed_args(base_args, seed)], seed) for seed in seeds for variant, base_args in variants.items()]
     files: dict[str, list[str]] = {v: [] for v in variants}
     results: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
-    for seed in seeds:
-        for variant, base_args in variants.items():
-            metrics, path = fit_recorded(claim, variant, [*base_args, *seed_args(base_args, seed)], seed, folder)
-            files[variant].append(path.relative_to(folder).as_posix())
-            results[variant].append(metrics)
-            print(f"  {variant} seed {seed}: {metrics.get('wall_s', 0):.0f} s", flush=True)
-            summary = {"claim": claim.name, "seeds": list(seeds), "runs": files, "command": command, "wall_s": time.time() - start}
-            (folder / "study.json").write_text(json.dumps(summary, indent=1) + "\n")
+    for (variant, _args, seed), (metrics, path) in zip(tasks, _fit_tasks(claim, tasks, folder, jobs)):
+        files[variant].append(path.relative_to(folder).as_posix())
+        results[variant].append(metrics)
+        print(f"  {variant} seed {seed}: {metrics.get('wall_s', 0):.0f} s", flush=True)
+        summary = {"claim": claim.name, "claims": [c.name for c in (claim, *also)], "seeds": list(seeds), "runs": files, "command": command, "wall_s": time.time() - start}
+        (folder / "study.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"wall time {time.time() - start:.0f} s", flush=True)
     return results
+
+
+def _fit_tasks(claim: Claim, tasks: Sequence[tuple[str, list[str], int]], folder: Path, jobs: int) -> Iterator[tuple[dict[str, Any], Path]]:
+    """:func:`fit_recorded` of every ``(variant, args, seed)`` task, in order, ``jobs`` at a time."""
+    if jobs <= 1:
+        for variant, args, seed in tasks:
+            yield fit_recorded(claim, variant, args, seed, folder)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from experiments.preset_study import _init_worker
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker) as pool:
+        futures = [pool.submit(fit_recorded, claim, variant, args, seed, folder) for variant, args, seed in tasks]
+        for future in futures:
+            yield future.result()

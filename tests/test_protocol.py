@@ -99,6 +99,12 @@ def test_generated_documents_match_the_run_files() -> None:
     assert stale() == [], "run `python -m experiments.report` and commit the result"
 
 
+def test_every_claim_has_its_section_in_the_results() -> None:
+    from experiments.report import unplaced
+
+    assert unplaced() == []
+
+
 def test_every_run_was_made_after_its_claim_was_declared() -> None:
     from experiments.report import CLAIMS as claims, _full_commits, load
     from experiments.study import declared_at
