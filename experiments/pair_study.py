@@ -33,7 +33,7 @@ from experiments.study import OUT_V2, ROOT, run_study
 #: the claims that read this study's runs; the first names the folder and the command
 STUDY_CLAIMS = ("pair-arcface-over-triplet", "pair-arcface-over-ctl", "pair-triplet-aux")
 #: one budget for every variant: identities, images per identity, epochs, batch (P x K, K = 4), image size, pairs
-BUDGET = {"identities": 400, "per_identity": 20, "epochs": 6, "batch_size": 128, "image_size": 32, "pairs": 2000}
+BUDGET = {"identities": 400, "per_identity": 20, "epochs": 4, "batch_size": 128, "image_size": 32, "pairs": 2000}
 QUICK = {"identities": 8, "per_identity": 4, "epochs": 1, "batch_size": 16, "image_size": 32, "pairs": 40}
 PK = ["--data.init_args.sampler=pk", "--data.init_args.sampler_k=4"]
 TRIPLET_TERM = [{"class_path": "fr_lightning.methods.PairLoss", "init_args": {"loss": "triplet", "weight": 1.0}}]

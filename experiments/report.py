@@ -161,7 +161,8 @@ def verdict_phrase(claim: Claim, study: Study | None) -> str:
     g = result.gains[first.metric]
     low, high = g.interval()
     return (
-        f"{result.outcome}: {first.name()} {g.mean:+.2f} points [95 % CI {low:+.2f}, {high:+.2f}], p {_p(g.p_greater, eq=True)}, "
+        f"{result.outcome}: {first.name()} of `{claim.method}` over `{claim.baseline}` {g.mean:+.2f} points "
+        f"[95 % CI {low:+.2f}, {high:+.2f}], p {_p(g.p_greater, eq=True)}, "
         f"{g.n} seeds that draw the data (`{claim.command}`)"
     )
 
