@@ -1,0 +1,82 @@
+"""Plumbing shared by the miss experiments: where run files go, what each records, the outcome words."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from experiments.common import ROOT, code_version, git_head
+
+#: Run files of the committed (full) runs: ``<OUT>/<name>.json``.
+OUT = ROOT / "experiments" / "out" / "v2" / "misses"
+
+#: The words a decision may give.
+OUTCOMES = ("supported", "refuted", "inconclusive")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One hypothesis test for one miss.
+
+    Attributes:
+        name: short name (``poseface``, ``adasin``, ``gabn``, ``lowres``); the run file and the
+            generated block ``miss-<name>`` are named after it.
+        title: the miss, in a few words.
+        hypothesis: the hypothesis, stated before the run.
+        rule: the decision rule, stated before the run.
+        measure: ``measure(quick, out_dir) -> measured numbers`` (JSON-serialisable).
+        decide: ``decide(measured) -> one of OUTCOMES``, the rule as code.
+        table: ``table(measured) -> markdown lines`` showing the numbers the decision reads.
+    """
+
+    name: str
+    title: str
+    hypothesis: str
+    rule: str
+    measure: Callable[[bool, Path], dict[str, Any]]
+    decide: Callable[[Mapping[str, Any]], str]
+    table: Callable[[Mapping[str, Any]], list[str]]
+
+
+def command(name: str, quick: bool = False) -> str:
+    """The command line that reproduces one experiment's run file."""
+    return f"python -m experiments.misses --only {name}" + (" --quick" if quick else "")
+
+
+def run_experiment(exp: Experiment, quick: bool, out_dir: Path) -> dict[str, Any]:
+    """Measure, decide and write ``<out_dir>/<name>.json``; returns the record written."""
+    start = time.time()
+    measured = exp.measure(quick, out_dir)
+    outcome = exp.decide(measured)
+    if outcome not in OUTCOMES:
+        raise ValueError(f"{exp.name}: decide() gave {outcome!r}, not one of {OUTCOMES}")
+    record = {
+        "name": exp.name,
+        "title": exp.title,
+        "hypothesis": exp.hypothesis,
+        "rule": exp.rule,
+        "quick": quick,
+        "command": command(exp.name, quick),
+        "git_head": git_head(),
+        "code_version": code_version(),
+        "measured": measured,
+        "outcome": outcome,
+        "wall_s": round(time.time() - start, 1),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{exp.name}.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def read_run(name: str, out_dir: Path = OUT) -> dict[str, Any]:
+    """The run file of experiment ``name``."""
+    return json.loads((out_dir / f"{name}.json").read_text())
+
+
+def pct(x: float) -> str:
+    """A fraction as a percentage with two decimals."""
+    return f"{100.0 * x:.2f} %"
