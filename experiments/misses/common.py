@@ -49,7 +49,7 @@ def command(name: str, quick: bool = False) -> str:
 
 def run_experiment(exp: Experiment, quick: bool, out_dir: Path) -> dict[str, Any]:
     """Measure, decide and write ``<out_dir>/<name>.json``; returns the record written."""
-    start = time.time()
+    start, head, version = time.time(), git_head(), code_version()  # the code the run started from
     measured = exp.measure(quick, out_dir)
     outcome = exp.decide(measured)
     if outcome not in OUTCOMES:
@@ -61,8 +61,8 @@ def run_experiment(exp: Experiment, quick: bool, out_dir: Path) -> dict[str, Any
         "rule": exp.rule,
         "quick": quick,
         "command": command(exp.name, quick),
-        "git_head": git_head(),
-        "code_version": code_version(),
+        "git_head": head,
+        "code_version": version,
         "measured": measured,
         "outcome": outcome,
         "wall_s": round(time.time() - start, 1),
