@@ -14,7 +14,6 @@ imbalanced groups at this code version and seed, shows whether the code changed 
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -93,7 +92,7 @@ def measure(quick: bool, out_dir: Path) -> dict[str, Any]:
     from experiments.common import ROOT, run_fit
 
     budget = QUICK_BUDGET if quick else BUDGET
-    work = Path(tempfile.mkdtemp(prefix="misses-gabn-")) if quick else out_dir / "gabn"
+    work = out_dir / "gabn"  # runs/ (cached metrics) and work/ (ignored by git) of the two runs
     metrics = run_fit("misses-gabn-balanced", fit_args(budget), SEED, work)
     # Control, not read by the rule: the imbalanced baseline at this code version and seed, so a
     # code change since the study cannot pass for the effect of balancing.
