@@ -8,6 +8,7 @@ Targets:
 - ``docs/results.md``: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``:
   ``summary`` (one row per declared claim) and one block per claim (claim, rule, per-variant
   table, paired gains with 95 % confidence interval and p, worst seed, verdict, compute);
+- ``docs/results/misses.md``: one block per missed claim's hypothesis test (:mod:`experiments.misses`);
 - ``README.md``: the ``evidence`` block (the verdict per recipe-level study);
 - recipe headers: a comment line ``# Verdict (<claim>): ...``.
 
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from experiments.claims import CLAIMS
+from experiments.misses.report import blocks as miss_blocks
 from experiments.protocol import Claim, Verdict, paired_gain, verdict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,10 +176,57 @@ def summary(studies: Mapping[str, Study | None]) -> str:
     return "\n".join(rows)
 
 
+#: generated block -> (calibration run folder under experiments/out/v2, metric whose curve it shows)
+CALIBRATIONS: dict[str, tuple[str, str]] = {"calibration-noise": ("coteaching-calibration", "val/synth-lfw/acc")}
+
+
+def calibration_section(folder: Path, metric: str) -> str:
+    """A calibration's per-seed validation curves (baseline only, calibration seeds), from its run files."""
+    index = folder / "study.json"
+    if not index.is_file():
+        return "Not run yet."
+    summary = json.loads(index.read_text())
+    lines = [f"`{summary['command']}` (seeds {summary['seeds']}, never reported). {metric} in % at each validation:", ""]
+    finals, peaks = [], []
+    for variant, files in summary["runs"].items():
+        runs = [json.loads((folder / f).read_text()) for f in files]
+        header = [f"epoch {int(p['epoch']) + 1}" for p in runs[0].get("curve", [])]
+        lines += ["| variant | seed | " + " | ".join(header) + " | peak | drop from peak |", "|---|---|" + "---|" * (len(header) + 2)]
+        for seed, run in zip(summary["seeds"], runs):
+            curve = [100 * p[metric] for p in run.get("curve", [])]
+            finals.append(curve[-1])
+            peaks.append(max(curve))
+            cells = " | ".join(f"{v:.1f}" for v in curve)
+            lines.append(f"| {variant} | {seed} | {cells} | {max(curve):.1f} | {max(curve) - curve[-1]:.1f} |")
+    lines += [
+        "",
+        f"Final accuracy {np.mean(finals):.2f} ± {np.std(finals, ddof=1) if len(finals) > 1 else 0.0:.2f} (spread {max(finals) - min(finals):.2f} points); "
+        f"peak {np.mean(peaks):.2f}; {sum(r - f > 0.5 for r, f in zip(peaks, finals))} of {len(finals)} seeds end more than 0.5 points below their peak.",
+    ]
+    return "\n".join(lines)
+
+
+def misses_summary(folder: Path) -> str:
+    """One row per missed claim's hypothesis test: the hypothesis and the outcome its rule gave."""
+    from experiments.misses import EXPERIMENTS
+    from experiments.misses.common import read_run
+
+    rows = ["| miss | hypothesis tested | outcome (computed) |", "|---|---|---|"]
+    for name in EXPERIMENTS:
+        if (folder / f"{name}.json").is_file():
+            run = read_run(name, folder)
+            hypothesis = run["hypothesis"].replace("|", "\\|")
+            rows.append(f"| [{run['title']}](results/misses.md) | {hypothesis} | **{run['outcome']}** |")
+    return "\n".join(rows)
+
+
 def blocks(out_dir: Path = OUT_V2) -> dict[str, str]:
     """Generated block name -> its content (without the markers)."""
     studies = {name: load(claim, out_dir) for name, claim in CLAIMS.items()}
     out = {"summary": summary(studies), "evidence": summary(studies).replace("](#", "](docs/results.md#")}
+    out.update({name: calibration_section(out_dir / folder, metric) for name, (folder, metric) in CALIBRATIONS.items()})
+    out.update({name: text.rstrip("\n") for name, text in miss_blocks(out_dir / "misses").items()})
+    out["misses-summary"] = misses_summary(out_dir / "misses")
     out.update({name: section(claim, studies[name]) for name, claim in CLAIMS.items()})
     out.update({f"verdict:{name}": verdict_phrase(claim, studies[name]) for name, claim in CLAIMS.items()})
     return out
@@ -203,7 +252,7 @@ def render(text: str, generated: Mapping[str, str], where: str) -> str:
 
 def targets(root: Path = ROOT) -> list[Path]:
     """The files with generated parts: docs/results.md, README.md and every recipe with a verdict line."""
-    files = [root / "docs" / "results.md", root / "README.md"]
+    files = [root / "docs" / "results.md", root / "docs" / "results" / "misses.md", root / "README.md"]
     return files + sorted(p for p in (root / "recipes").glob("*.yaml") if VERDICT_LINE.search(p.read_text()))
 
 
