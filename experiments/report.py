@@ -176,33 +176,40 @@ def summary(studies: Mapping[str, Study | None]) -> str:
     return "\n".join(rows)
 
 
-#: generated block -> (calibration run folder under experiments/out/v2, metric whose curve it shows)
-CALIBRATIONS: dict[str, tuple[str, str]] = {"calibration-noise": ("coteaching-calibration", "val/synth-lfw/acc")}
+#: generated block -> (calibration run folder under experiments/out/v2, metric it shows)
+CALIBRATIONS: dict[str, tuple[str, str]] = {
+    "calibration-noise": ("coteaching-calibration", "val/synth-lfw/acc"),
+    "calibration-lowres": ("lowres-preset-calibration", "val/synth-lfw/acc"),
+}
 
 
 def calibration_section(folder: Path, metric: str) -> str:
-    """A calibration's per-seed validation curves (baseline only, calibration seeds), from its run files."""
+    """A calibration's per-seed results (baseline only, calibration seeds) from its run files: the
+    validation curve where the runs kept one, the final accuracy, its mean, std and spread (max − min)."""
     index = folder / "study.json"
     if not index.is_file():
         return "Not run yet."
     summary = json.loads(index.read_text())
-    lines = [f"`{summary['command']}` (seeds {summary['seeds']}, never reported). {metric} in % at each validation:", ""]
+    lines = [f"`{summary['command']}` (seeds {summary['seeds']}, never reported). {metric} in %:", ""]
     finals, peaks = [], []
     for variant, files in summary["runs"].items():
         runs = [json.loads((folder / f).read_text()) for f in files]
         header = [f"epoch {int(p['epoch']) + 1}" for p in runs[0].get("curve", [])]
-        lines += ["| variant | seed | " + " | ".join(header) + " | peak | drop from peak |", "|---|---|" + "---|" * (len(header) + 2)]
+        lines += ["| variant | seed | " + " | ".join([*header, "final", *(["peak", "drop from peak"] if header else [])]) + " |",
+                  "|---|---|" + "---|" * (len(header) + 1 + (2 if header else 0))]
         for seed, run in zip(summary["seeds"], runs):
             curve = [100 * p[metric] for p in run.get("curve", [])]
-            finals.append(curve[-1])
-            peaks.append(max(curve))
-            cells = " | ".join(f"{v:.1f}" for v in curve)
-            lines.append(f"| {variant} | {seed} | {cells} | {max(curve):.1f} | {max(curve) - curve[-1]:.1f} |")
-    lines += [
-        "",
-        f"Final accuracy {np.mean(finals):.2f} ± {np.std(finals, ddof=1) if len(finals) > 1 else 0.0:.2f} (spread {max(finals) - min(finals):.2f} points); "
-        f"peak {np.mean(peaks):.2f}; {sum(r - f > 0.5 for r, f in zip(peaks, finals))} of {len(finals)} seeds end more than 0.5 points below their peak.",
-    ]
+            final = 100 * run[metric]
+            finals.append(final)
+            cells = [f"{v:.1f}" for v in curve] + [f"{final:.2f}"]
+            if curve:
+                peaks.append(max(curve))
+                cells += [f"{max(curve):.1f}", f"{max(curve) - curve[-1]:.1f}"]
+            lines.append(f"| {variant} | {seed} | " + " | ".join(cells) + " |")
+    std = np.std(finals, ddof=1) if len(finals) > 1 else 0.0
+    lines += ["", f"Final accuracy {np.mean(finals):.2f} ± {std:.2f}, spread (max − min) {max(finals) - min(finals):.2f} points."]
+    if peaks:
+        lines[-1] += f" Mean peak {np.mean(peaks):.2f}; {sum(p - f > 0.5 for p, f in zip(peaks, finals))} of {len(finals)} seeds end more than 0.5 points below their peak."
     return "\n".join(lines)
 
 
