@@ -51,6 +51,15 @@ DISPLAY: dict[str, dict[str, str]] = {
         "synth-lfw": "val/synth-lfw/acc",
     },
     "finetune": {"synth-lfw": "val/synth-lfw/acc", "synth-lfw TAR@FAR=1e-2": "val/synth-lfw/tar@far=1e-2"},
+    "poseface-preset": {"frontal-frontal": "val/synth-ff/acc", "frontal-profile": "val/synth-cfpfp/acc"},
+    "gabn-preset": {
+        **{f"g{g}": f"val/synth-rfw-g{g}/acc" for g in range(4)},
+        "worst group": "val/fairness/min",
+        "mean": "val/fairness/mean",
+        "STD": "val/fairness/std",
+    },
+    "adasin-heads": {"synth-lfw": "val/synth-lfw/acc", "synth-cfpfp": "val/synth-cfpfp/acc"},
+    "pair": {"synth-lfw": "val/synth-lfw/acc", "synth-cfpfp": "val/synth-cfpfp/acc"},
 }
 
 
