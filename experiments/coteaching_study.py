@@ -23,8 +23,6 @@ curve rises, then falls: memorisation shows). Run files go to ``experiments/out/
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +30,8 @@ import numpy as np
 from experiments.claims import CLAIMS
 from experiments.preset_study import CURVE, flow, pairs_entry
 from experiments.seeds import CALIBRATION_SEEDS, data_seed_args
-from experiments.study import OUT_V2, ROOT, run_study
+from experiments.study import ROOT, run_study
+from experiments.study_cli import budget_overrides, study_parser, study_plan, synthetic_train
 
 #: the claims that read this study's runs; the first names the folder and the command
 STUDY_CLAIMS = ("coteaching", "coteaching-selection", "coteaching-agreement", "coteaching-compute")
@@ -58,28 +57,19 @@ VARIANTS: dict[str, tuple[list[dict[str, Any]], int]] = {
 
 def data_section(budget: dict[str, int]) -> dict[str, Any]:
     """The data section of a run at ``budget`` (what the seeds draw from)."""
-    train = {"class_path": "fr_lightning.data.SyntheticSource", "init_args": {"num_identities": budget["identities"], "samples_per_identity": budget["per_identity"], "preset": "noise"}}
+    train = synthetic_train(budget["identities"], budget["per_identity"], "noise")
     val = [pairs_entry("synth-lfw", "standard", budget["pairs"], 0, "noise")]
     return {"init_args": {"train": train, "val_sets": val, "label_noise": {"kind": "symmetric", "rate": NOISE, "seed": 0}}}
 
 
 def run_args(budget: dict[str, int], callbacks: list[dict[str, Any]], epochs: int) -> list[str]:
-    """``fr fit`` arguments of one variant (without the seed's)."""
+    """``fr fit`` arguments of one variant (without the seed's): validated every 2 epochs, the curve kept."""
     data = data_section(budget)["init_args"]
-    size = budget["image_size"]
     return [
         "--config", str(ROOT / "recipes" / "arcface.yaml"),
-        f"--data.init_args.train={flow(data['train'])}",
-        f"--data.init_args.val_sets={flow(data['val_sets'])}",
+        *budget_overrides(data["train"], data["val_sets"], budget["batch_size"], budget["image_size"], epochs, val_every=min(2, epochs)),
         f"--data.init_args.label_noise={flow(data['label_noise'])}",
-        f"--data.init_args.batch_size={budget['batch_size']}",
-        f"--data.init_args.image_size={size}",
-        f"--model.init_args.backbone.init_args.input_size={size}",
-        "--data.init_args.num_workers=0",
-        f"--trainer.max_epochs={epochs}",
-        f"--trainer.check_val_every_n_epoch={min(2, epochs)}",
         f"--trainer.callbacks={flow([*callbacks, CURVE])}",
-        "--trainer.enable_checkpointing=false",
     ]
 
 
@@ -97,29 +87,23 @@ def curve_lines(results: dict[str, list[dict[str, Any]]], seeds: list[int]) -> l
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the claims' reported seeds")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2 epochs of 8 identities × 4, 40 pairs, one calibration seed")
+    parser = study_parser(__doc__, "smoke run: 2 epochs of 8 identities × 4, 40 pairs, one calibration seed")
     parser.add_argument("--calibrate", action="store_true", help="baseline only, 12 epochs, calibration seeds: the preset's curve")
-    parser.add_argument("--out-dir", type=Path, default=OUT_V2)
-    parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each (2: both cores of the 2-core machine)")
     args = parser.parse_args(argv)
     claim, *others = (CLAIMS[name] for name in STUDY_CLAIMS)
     budget = QUICK if args.quick else BUDGET
+    plan = study_plan(claim, args, "--calibrate" if args.calibrate else "")
+    seeds, tag = plan.seeds, plan.tag
     if args.calibrate:
-        seeds = args.seeds or list(CALIBRATION_SEEDS)
+        seeds = args.seeds or ([CALIBRATION_SEEDS[0]] if args.quick else list(CALIBRATION_SEEDS))
+        if set(seeds) & set(claim.seeds):
+            parser.error(f"--calibrate runs on calibration seeds only, never on the reported seeds {list(claim.seeds)}")
         runs = {"baseline": run_args(budget, [], CALIBRATION_EPOCHS)}
-        tag = "calibration"
+        tag = "calibration" + ("-quick" if args.quick else "")
     else:
-        seeds = args.seeds or ([CALIBRATION_SEEDS[0]] if args.quick else list(claim.seeds))
         runs = {v: run_args(budget, callbacks, budget["epochs"] * k) for v, (callbacks, k) in VARIANTS.items()}
-        tag = "quick" if args.quick else ("" if set(seeds) <= set(claim.seeds) else "unreported")
-    if args.calibrate and set(seeds) & set(claim.seeds):
-        parser.error(f"--calibrate runs on calibration seeds only, never on the reported seeds {list(claim.seeds)}")
-    command = claim.command + (" --quick" if args.quick else "") + (" --calibrate" if args.calibrate else "")
-    command += f" --seeds {' '.join(map(str, seeds))}" if args.seeds else ""
     data = data_section(budget)
-    results = run_study(claim, runs, seeds, lambda _args, seed: data_seed_args(data, seed), command, args.out_dir, tag, also=others, jobs=1 if args.quick else args.jobs)
+    results = run_study(claim, runs, seeds, lambda _args, seed: data_seed_args(data, seed), plan.command, args.out_dir, tag, also=others, jobs=plan.jobs)
     print("\n".join(curve_lines(results, seeds)), flush=True)
     return results
 

@@ -19,14 +19,13 @@ verdict.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Any
 
 from experiments.claims import CLAIMS
 from experiments.preset_study import flow
-from experiments.seeds import CALIBRATION_SEEDS, data_seed_args
-from experiments.study import OUT_V2, ROOT, fit_recorded, require_committed, run_study, work_dir
+from experiments.seeds import data_seed_args
+from experiments.study import ROOT, fit_recorded, require_committed, run_study, work_dir
+from experiments.study_cli import study_parser, study_plan
 
 #: renderer seed of the pre-training draw (no study seed uses it)
 PRETRAIN_SEED = 7000
@@ -49,14 +48,10 @@ def budget(identities: int, per_identity: int, epochs: int, batch_size: int, pai
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the claim's reported seeds")
-    parser.add_argument("--quick", action="store_true", help="smoke run: tiny data, one calibration seed")
-    parser.add_argument("--out-dir", type=Path, default=OUT_V2)
-    args = parser.parse_args(argv)
+    args = study_parser(__doc__).parse_args(argv)
     claim = CLAIMS["finetune"]
-    seeds = args.seeds or ([CALIBRATION_SEEDS[0]] if args.quick else list(claim.seeds))
-    tag = "quick" if args.quick else ("" if set(seeds) <= set(claim.seeds) else "unreported")
+    plan = study_plan(claim, args)
+    seeds, tag = plan.seeds, plan.tag
     folder = args.out_dir / (claim.name + (f"-{tag}" if tag else ""))
     if not tag:
         require_committed(claim)  # the pre-training run belongs to the study too
@@ -75,8 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
         "scratch": user_args,
         "finetune": [*user_args, f"--model.init_args.init_from={published}", "--model.init_args.backbone_lr_scale=0.1"],
     }
-    command = claim.command + (" --quick" if args.quick else "") + (f" --seeds {' '.join(map(str, seeds))}" if args.seeds else "")
-    return run_study(claim, variants, seeds, lambda _args, seed: data_seed_args(user_data, seed), command, args.out_dir, tag)
+    return run_study(claim, variants, seeds, lambda _args, seed: data_seed_args(user_data, seed), plan.command, args.out_dir, tag, jobs=plan.jobs)
 
 
 if __name__ == "__main__":

@@ -20,14 +20,14 @@ the verdict.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 from experiments.claims import CLAIMS
 from experiments.preset_study import flow, pairs_entry
-from experiments.seeds import CALIBRATION_SEEDS, data_seed_args
-from experiments.study import OUT_V2, ROOT, run_study, work_dir
+from experiments.seeds import data_seed_args
+from experiments.study import ROOT, run_study, work_dir
+from experiments.study_cli import budget_overrides, study_parser, study_plan, synthetic_train
 
 PRESET = "lowres"
 TEACHER_WIDTH = 0.5
@@ -43,25 +43,15 @@ def teacher_backbone(size: int) -> dict[str, Any]:
 
 def data_section(budget: dict[str, int]) -> dict[str, Any]:
     """The data section the seeds draw from."""
-    train = {"class_path": "fr_lightning.data.SyntheticSource", "init_args": {"num_identities": budget["identities"], "samples_per_identity": budget["per_identity"], "preset": PRESET}}
+    train = synthetic_train(budget["identities"], budget["per_identity"], PRESET)
     return {"init_args": {"train": train, "val_sets": [pairs_entry("synth-lfw", "standard", budget["pairs"], 0, PRESET)]}}
 
 
-def shared_args(budget: dict[str, int], epochs: int) -> list[str]:
+def shared_args(budget: dict[str, int], epochs: int, checkpoints: bool = False) -> list[str]:
     """``fr fit`` arguments every run shares (data, image size, epochs), without the seed's."""
     data = data_section(budget)["init_args"]
-    size = budget["image_size"]
-    return [
-        "--config", str(ROOT / "recipes" / "arcface.yaml"),
-        f"--data.init_args.train={flow(data['train'])}",
-        f"--data.init_args.val_sets={flow(data['val_sets'])}",
-        f"--data.init_args.batch_size={budget['batch_size']}",
-        f"--data.init_args.image_size={size}",
-        f"--model.init_args.backbone.init_args.input_size={size}",
-        "--data.init_args.num_workers=0",
-        f"--trainer.max_epochs={epochs}",
-        f"--trainer.check_val_every_n_epoch={epochs}",
-    ]
+    overrides = budget_overrides(data["train"], data["val_sets"], budget["batch_size"], budget["image_size"], epochs, checkpoints=checkpoints)
+    return ["--config", str(ROOT / "recipes" / "arcface.yaml"), *overrides]
 
 
 def kd_callbacks(teacher: Path, size: int) -> list[dict[str, Any]]:
@@ -72,31 +62,23 @@ def kd_callbacks(teacher: Path, size: int) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the claim's reported seeds")
-    parser.add_argument("--quick", action="store_true", help="smoke run: tiny data, one calibration seed")
-    parser.add_argument("--out-dir", type=Path, default=OUT_V2)
-    parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each (2: both cores of the 2-core machine)")
-    args = parser.parse_args(argv)
+    args = study_parser(__doc__).parse_args(argv)
     claim = CLAIMS["kd-preset"]
+    plan = study_plan(claim, args)
     budget = QUICK if args.quick else BUDGET
-    seeds = args.seeds or ([CALIBRATION_SEEDS[0]] if args.quick else list(claim.seeds))
-    tag = "quick" if args.quick else ("" if set(seeds) <= set(claim.seeds) else "unreported")
-    jobs = 1 if args.quick else args.jobs
     data = data_section(budget)
     size = budget["image_size"]
-    command = claim.command + (" --quick" if args.quick else "") + (f" --seeds {' '.join(map(str, seeds))}" if args.seeds else "")
 
     def drawn(_args: list[str], seed: int) -> list[str]:
         return data_seed_args(data, seed)
 
     teacher_args = [
-        *shared_args(budget, 1 if args.quick else TEACHER_EPOCHS),
+        *shared_args(budget, 1 if args.quick else TEACHER_EPOCHS, checkpoints=True),
         f"--model.init_args.backbone={flow(teacher_backbone(size))}",
         "--checkpoint.save_last=true", "--checkpoint.save_top_k=0", "--checkpoint.dirpath=teacher",
     ]
-    teachers_tag = "teachers" + (f"-{tag}" if tag else "")
-    run_study(claim, {"teacher": teacher_args}, seeds, drawn, command, args.out_dir, teachers_tag, jobs=jobs)
+    teachers_tag = "teachers" + (f"-{plan.tag}" if plan.tag else "")
+    run_study(claim, {"teacher": teacher_args}, plan.seeds, drawn, plan.command, args.out_dir, teachers_tag, jobs=plan.jobs)
     teacher_folder = args.out_dir / f"{claim.folder()}-{teachers_tag}"
 
     def teacher_of(seed: int) -> Path:
@@ -105,14 +87,14 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
             raise SystemExit(f"seed {seed}'s teacher left no checkpoint at {ckpt}; delete its run file under {teacher_folder / 'runs'} and rerun")
         return ckpt
 
-    student = [*shared_args(budget, budget["epochs"]), "--trainer.enable_checkpointing=false"]
+    student = shared_args(budget, budget["epochs"])
+    variants = {"student": student, "kd": list(student)}
 
     def seed_args(base: list[str], seed: int) -> list[str]:
         extra = [f"--trainer.callbacks={flow(kd_callbacks(teacher_of(seed), size))}"] if base is variants["kd"] else []
         return [*drawn(base, seed), *extra]
 
-    variants = {"student": student, "kd": list(student)}
-    return run_study(claim, variants, seeds, seed_args, command, args.out_dir, tag, jobs=jobs)
+    return run_study(claim, variants, plan.seeds, seed_args, plan.command, args.out_dir, plan.tag, jobs=plan.jobs)
 
 
 if __name__ == "__main__":

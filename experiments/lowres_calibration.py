@@ -14,14 +14,13 @@ the baseline trains, on seeds no study reports. Run files go to
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Any
 
-from experiments.preset_study import flow, pairs_entry
+from experiments.preset_study import pairs_entry
 from experiments.protocol import Claim, Endpoint
 from experiments.seeds import CALIBRATION_SEEDS, data_seed_args
-from experiments.study import OUT_V2, ROOT, run_study
+from experiments.study import ROOT, run_study
+from experiments.study_cli import budget_overrides, study_parser, synthetic_train
 
 PRESET = "lowres"
 MAX_SPREAD = 3.0
@@ -41,30 +40,16 @@ CALIBRATION = Claim(
 
 def run_args(budget: dict[str, int]) -> tuple[list[str], dict[str, Any]]:
     """The baseline's ``fr fit`` arguments (without the seed's) and the data section the seeds draw from."""
-    train = {"class_path": "fr_lightning.data.SyntheticSource", "init_args": {"num_identities": budget["identities"], "samples_per_identity": budget["per_identity"], "preset": PRESET}}
+    train = synthetic_train(budget["identities"], budget["per_identity"], PRESET)
     val = [pairs_entry("synth-lfw", "standard", budget["pairs"], 0, PRESET)]
-    size = budget["image_size"]
-    args = [
-        "--config", str(ROOT / "recipes" / "arcface.yaml"),
-        f"--data.init_args.train={flow(train)}",
-        f"--data.init_args.val_sets={flow(val)}",
-        f"--data.init_args.batch_size={budget['batch_size']}",
-        f"--data.init_args.image_size={size}",
-        f"--model.init_args.backbone.init_args.input_size={size}",
-        "--data.init_args.num_workers=0",
-        f"--trainer.max_epochs={budget['epochs']}",
-        f"--trainer.check_val_every_n_epoch={budget['epochs']}",
-        "--trainer.enable_checkpointing=false",
-    ]
+    args = ["--config", str(ROOT / "recipes" / "arcface.yaml"), *budget_overrides(train, val, budget["batch_size"], budget["image_size"], budget["epochs"])]
     return args, {"init_args": {"train": train, "val_sets": val}}
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smoke run: tiny data, one calibration seed")
-    parser.add_argument("--out-dir", type=Path, default=OUT_V2)
-    parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each (2: both cores of the 2-core machine)")
-    args = parser.parse_args(argv)
+    args = study_parser(__doc__).parse_args(argv)
+    if args.seeds:
+        raise SystemExit("lowres_calibration runs the calibration seeds 101-105 only (no --seeds)")
     seeds = [CALIBRATION_SEEDS[0]] if args.quick else list(CALIBRATION_SEEDS)
     base, data = run_args(QUICK if args.quick else BUDGET)
     command = "python -m experiments.lowres_calibration" + (" --quick" if args.quick else "")

@@ -21,14 +21,13 @@ verdicts of the claims that read them.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Any
 
 from experiments.claims import CLAIMS
-from experiments.preset_study import flow
-from experiments.seeds import CALIBRATION_SEEDS, data_seed_args
-from experiments.study import OUT_V2, ROOT, run_study
+from experiments.preset_study import flow, pairs_entry
+from experiments.seeds import data_seed_args
+from experiments.study import ROOT, run_study
+from experiments.study_cli import budget_overrides, study_parser, study_plan, synthetic_train
 
 #: the claims that read this study's runs; the first names the folder and the command
 STUDY_CLAIMS = ("pair-arcface-over-triplet", "pair-arcface-over-ctl", "pair-triplet-aux")
@@ -41,23 +40,9 @@ TRIPLET_TERM = [{"class_path": "fr_lightning.methods.PairLoss", "init_args": {"l
 
 def budget_args(budget: dict[str, int]) -> tuple[list[str], dict[str, Any]]:
     """``fr fit`` overrides shared by every variant, and the data section the seeds draw from."""
-    train = {"class_path": "fr_lightning.data.SyntheticSource", "init_args": {"num_identities": budget["identities"], "samples_per_identity": budget["per_identity"]}}
-    val = [
-        {"class_path": "fr_lightning.data.SyntheticPairs", "init_args": {"name": "synth-lfw", "kind": "standard", "pairs": budget["pairs"], "set_seed": 0}},
-        {"class_path": "fr_lightning.data.SyntheticPairs", "init_args": {"name": "synth-cfpfp", "kind": "cross_pose", "pairs": budget["pairs"] // 2, "set_seed": 1}},
-    ]
-    size = budget["image_size"]
-    args = [
-        f"--data.init_args.train={flow(train)}",
-        f"--data.init_args.val_sets={flow(val)}",
-        f"--data.init_args.batch_size={budget['batch_size']}",
-        f"--data.init_args.image_size={size}",
-        f"--model.init_args.backbone.init_args.input_size={size}",
-        "--data.init_args.num_workers=0",
-        f"--trainer.max_epochs={budget['epochs']}",
-        f"--trainer.check_val_every_n_epoch={budget['epochs']}",
-        "--trainer.enable_checkpointing=false",
-    ]
+    train = synthetic_train(budget["identities"], budget["per_identity"])
+    val = [pairs_entry("synth-lfw", "standard", budget["pairs"], 0, None), pairs_entry("synth-cfpfp", "cross_pose", budget["pairs"] // 2, 1, None)]
+    args = budget_overrides(train, val, budget["batch_size"], budget["image_size"], budget["epochs"])
     return args, {"init_args": {"train": train, "val_sets": val}}
 
 
@@ -78,18 +63,11 @@ def variants(budget: dict[str, int]) -> tuple[dict[str, list[str]], dict[str, An
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the claims' reported seeds")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 epoch of 8 identities × 4, 40 pairs, one calibration seed")
-    parser.add_argument("--out-dir", type=Path, default=OUT_V2)
-    parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each (2: both cores of the 2-core machine)")
-    args = parser.parse_args(argv)
+    args = study_parser(__doc__, "smoke run: 1 epoch of 8 identities × 4, 40 pairs, one calibration seed").parse_args(argv)
     claim, *others = (CLAIMS[name] for name in STUDY_CLAIMS)
-    seeds = args.seeds or ([CALIBRATION_SEEDS[0]] if args.quick else list(claim.seeds))
+    plan = study_plan(claim, args)
     runs, data = variants(QUICK if args.quick else BUDGET)
-    tag = "quick" if args.quick else ("" if set(seeds) <= set(claim.seeds) else "unreported")
-    command = claim.command + (" --quick" if args.quick else "") + (f" --seeds {' '.join(map(str, seeds))}" if args.seeds else "")
-    return run_study(claim, runs, seeds, lambda _args, seed: data_seed_args(data, seed), command, args.out_dir, tag, also=others, jobs=1 if args.quick else args.jobs)
+    return run_study(claim, runs, plan.seeds, lambda _args, seed: data_seed_args(data, seed), plan.command, args.out_dir, plan.tag, also=others, jobs=plan.jobs)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,14 @@ the label noise and the evaluation pairs (:mod:`experiments.seeds`). Run files g
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 from experiments.claims import CLAIMS
 from experiments.preset_study import flow
-from experiments.seeds import CALIBRATION_SEEDS, data_seed_args
-from experiments.study import OUT_V2, ROOT, resolved_config, run_study
+from experiments.seeds import data_seed_args
+from experiments.study import ROOT, resolved_config, run_study
+from experiments.study_cli import study_parser, study_plan
 
 #: study -> the recipe it measures
 RECIPES: dict[str, str] = {"lowres-recipe": "recipes/lowres.yaml"}
@@ -54,18 +54,13 @@ def variants(recipe: str, quick: bool) -> tuple[dict[str, list[str]], dict[str, 
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = study_parser(__doc__, "smoke run: 1 epoch of 6 identities × 4, 40 pairs, seed 101")
     parser.add_argument("--study", required=True, choices=sorted(RECIPES))
-    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the claim's reported seeds")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 epoch of 6 identities × 4, 40 pairs, seed 101")
-    parser.add_argument("--out-dir", type=Path, default=OUT_V2)
     args = parser.parse_args(argv)
     claim = CLAIMS[args.study]
-    seeds = args.seeds or ([CALIBRATION_SEEDS[0]] if args.quick else list(claim.seeds))
+    plan = study_plan(claim, args)
     runs, config = variants(RECIPES[args.study], args.quick)
-    tag = "quick" if args.quick else ("" if set(seeds) <= set(claim.seeds) else "unreported")
-    command = claim.command + (" --quick" if args.quick else "") + (f" --seeds {' '.join(map(str, seeds))}" if args.seeds else "")
-    return run_study(claim, runs, seeds, lambda _args, seed: data_seed_args(config["data"], seed), command, args.out_dir, tag)
+    return run_study(claim, runs, plan.seeds, lambda _args, seed: data_seed_args(config["data"], seed), plan.command, args.out_dir, plan.tag, jobs=plan.jobs)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from typing import Any
 
 import yaml
 
-from experiments.claims import CLAIMS
 from experiments.common import code_version, git_head, run_key
 from experiments.preset_study import fit
 from experiments.protocol import Claim
