@@ -222,6 +222,24 @@ def calibration_section(folder: Path, metric: str) -> str:
     return "\n".join(lines)
 
 
+def study_table(folder_name: str, out_dir: Path = OUT_V2) -> str:
+    """Every variant of a study that several claims share, side by side (mean ± sample std over its seeds)."""
+    claims = [c for c in CLAIMS.values() if c.folder() == folder_name]
+    study = load(claims[0], out_dir) if claims else None
+    if study is None or not study.seeds:
+        return "Not run yet."
+    cols = DISPLAY.get(folder_name) or _columns(claims[0])
+    lines = [f"All variants, seeds {study.seeds}, accuracy in % (mean ± sample std over seeds), mean wall time per run:", "",
+             "| variant | " + " | ".join(cols) + " | wall time |", "|---|" + "---|" * (len(cols) + 1)]
+    for variant, runs in study.runs.items():
+        cells = [_pct([r[k] for r in runs if k in r]) for k in cols.values()]
+        wall = sum(r.get("wall_s", 0.0) for r in runs) / len(runs)
+        lines.append(f"| {variant} | " + " | ".join(cells) + f" | {wall:.0f} s |")
+    index = json.loads((out_dir / folder_name / "study.json").read_text())
+    lines += ["", f"Study wall time {index['wall_s']:.0f} s (`{index['command']}`, runs two at a time)."]
+    return "\n".join(lines)
+
+
 def misses_summary(folder: Path) -> str:
     """One row per missed claim's hypothesis test: the hypothesis and the outcome its rule gave."""
     from experiments.misses import EXPERIMENTS
@@ -243,6 +261,7 @@ def blocks(out_dir: Path = OUT_V2) -> dict[str, str]:
     out.update({name: calibration_section(out_dir / folder, metric) for name, (folder, metric) in CALIBRATIONS.items()})
     out.update({name: text.rstrip("\n") for name, text in miss_blocks(out_dir / "misses").items()})
     out["misses-summary"] = misses_summary(out_dir / "misses")
+    out.update({f"study-{folder}": study_table(folder, out_dir) for folder in sorted({c.study for c in CLAIMS.values() if c.study})})
     out.update({name: section(claim, studies[name]) for name, claim in CLAIMS.items()})
     out.update({f"verdict:{name}": verdict_phrase(claim, studies[name]) for name, claim in CLAIMS.items()})
     return out
