@@ -68,12 +68,12 @@ PINS: dict[str, dict[str, float]] = {
         "loss/step0": 19.083757400512695,
         "loss/step1": 20.989429473876953,
     },
-    "coteaching": {
-        "grad_norm/backbone": 211.61365562854715,
-        "grad_norm/classifier": 208.81610491455444,
-        "grad_norm/method_modules": 307.83103631272013,
-        "loss/step0": 47.07311248779297,
-        "loss/step1": 55.932281494140625,
+    "coteaching": {  # re-recorded when the fragment's agreement_weight went 1 -> 0 (the study's evidence)
+        "grad_norm/backbone": 116.57727998730245,
+        "grad_norm/classifier": 114.96222846900521,
+        "grad_norm/method_modules": 179.13334376527513,
+        "loss/step0": 38.126182556152344,
+        "loss/step1": 38.135459899902344,
     },
 }
 PROBE_FILE = "first_steps.json"
