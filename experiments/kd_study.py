@@ -20,6 +20,7 @@ the verdict.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ def kd_callbacks(teacher: Path, size: int) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    start = time.time()
     args = study_parser(__doc__).parse_args(argv)
     claim = CLAIMS["kd-preset"]
     plan = study_plan(claim, args)
@@ -94,7 +96,9 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
         extra = [f"--trainer.callbacks={flow(kd_callbacks(teacher_of(seed), size))}"] if base is variants["kd"] else []
         return [*drawn(base, seed), *extra]
 
-    return run_study(claim, variants, plan.seeds, seed_args, plan.command, args.out_dir, plan.tag, jobs=plan.jobs)
+    results = run_study(claim, variants, plan.seeds, seed_args, plan.command, args.out_dir, plan.tag, jobs=plan.jobs)
+    print(f"study wall time (teachers and students) {time.time() - start:.0f} s", flush=True)
+    return results
 
 
 if __name__ == "__main__":

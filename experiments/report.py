@@ -190,16 +190,18 @@ CALIBRATIONS: dict[str, tuple[str, str]] = {
     "calibration-noise": ("coteaching-calibration", "val/synth-lfw/acc"),
     "calibration-lowres": ("lowres-preset-calibration", "val/synth-lfw/acc"),
 }
+#: generated block -> (folder of a study's auxiliary runs, e.g. the KD teachers, metric it shows)
+AUXILIARY: dict[str, tuple[str, str]] = {"kd-teachers": ("kd-preset-teachers", "val/synth-lfw/acc")}
 
 
-def calibration_section(folder: Path, metric: str) -> str:
+def calibration_section(folder: Path, metric: str, seeds_note: str = "never reported") -> str:
     """A calibration's per-seed results (baseline only, calibration seeds) from its run files: the
     validation curve where the runs kept one, the final accuracy, its mean, std and spread (max − min)."""
     index = folder / "study.json"
     if not index.is_file():
         return "Not run yet."
     summary = json.loads(index.read_text())
-    lines = [f"`{summary['command']}` (seeds {summary['seeds']}, never reported). {metric} in %:", ""]
+    lines = [f"`{summary['command']}` (seeds {summary['seeds']}, {seeds_note}). {metric} in %:", ""]
     finals, peaks = [], []
     for variant, files in summary["runs"].items():
         runs = [json.loads((folder / f).read_text()) for f in files]
@@ -259,6 +261,7 @@ def blocks(out_dir: Path = OUT_V2) -> dict[str, str]:
     studies = {name: load(claim, out_dir) for name, claim in CLAIMS.items()}
     out = {"summary": summary(studies), "evidence": summary(studies).replace("](#", "](docs/results.md#")}
     out.update({name: calibration_section(out_dir / folder, metric) for name, (folder, metric) in CALIBRATIONS.items()})
+    out.update({name: calibration_section(out_dir / folder, metric, "the study's seeds") for name, (folder, metric) in AUXILIARY.items()})
     out.update({name: text.rstrip("\n") for name, text in miss_blocks(out_dir / "misses").items()})
     out["misses-summary"] = misses_summary(out_dir / "misses")
     out.update({f"study-{folder}": study_table(folder, out_dir) for folder in sorted({c.study for c in CLAIMS.values() if c.study})})
