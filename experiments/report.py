@@ -206,8 +206,9 @@ def calibration_section(folder: Path, metric: str, seeds_note: str = "never repo
     for variant, files in summary["runs"].items():
         runs = [json.loads((folder / f).read_text()) for f in files]
         header = [f"epoch {int(p['epoch']) + 1}" for p in runs[0].get("curve", [])]
-        lines += ["| variant | seed | " + " | ".join([*header, "final", *(["peak", "drop from peak"] if header else [])]) + " |",
-                  "|---|---|" + "---|" * (len(header) + 1 + (2 if header else 0))]
+        train = all("train/acc" in r for r in runs)
+        extra = (["peak", "drop from peak"] if header else []) + (["training accuracy (last step)"] if train else [])
+        lines += ["| variant | seed | " + " | ".join([*header, "final", *extra]) + " |", "|---|---|" + "---|" * (len(header) + 1 + len(extra))]
         for seed, run in zip(summary["seeds"], runs):
             curve = [100 * p[metric] for p in run.get("curve", [])]
             final = 100 * run[metric]
@@ -216,6 +217,8 @@ def calibration_section(folder: Path, metric: str, seeds_note: str = "never repo
             if curve:
                 peaks.append(max(curve))
                 cells += [f"{max(curve):.1f}", f"{max(curve) - curve[-1]:.1f}"]
+            if train:
+                cells.append(f"{100 * run['train/acc']:.1f}")
             lines.append(f"| {variant} | {seed} | " + " | ".join(cells) + " |")
     std = np.std(finals, ddof=1) if len(finals) > 1 else 0.0
     lines += ["", f"Final accuracy {np.mean(finals):.2f} ± {std:.2f}, spread (max − min) {max(finals) - min(finals):.2f} points."]
