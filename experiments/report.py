@@ -71,6 +71,7 @@ class Study:
     seeds: list[int]
     runs: dict[str, list[dict[str, Any]]]
     command: str
+    wall_s: float = 0.0
 
     def verdict(self) -> Verdict:
         return verdict(self.claim, self.runs, self.seeds)
@@ -85,7 +86,7 @@ def load(claim: Claim, out_dir: Path = OUT_V2) -> Study | None:
     summary = json.loads(index.read_text())
     runs = {v: [json.loads((folder / f).read_text()) for f in files] for v, files in summary["runs"].items()}
     seeds = summary["seeds"][: min(len(r) for r in runs.values())]  # an interrupted study: the seeds every variant finished
-    return Study(claim, seeds, {v: r[: len(seeds)] for v, r in runs.items()}, summary["command"])
+    return Study(claim, seeds, {v: r[: len(seeds)] for v, r in runs.items()}, summary["command"], float(summary.get("wall_s", 0.0)))
 
 
 def _pct(values: Sequence[float]) -> str:
@@ -240,8 +241,7 @@ def study_table(folder_name: str, out_dir: Path = OUT_V2) -> str:
         cells = [_pct([r[k] for r in runs if k in r]) for k in cols.values()]
         wall = sum(r.get("wall_s", 0.0) for r in runs) / len(runs)
         lines.append(f"| {variant} | " + " | ".join(cells) + f" | {wall:.0f} s |")
-    index = json.loads((out_dir / folder_name / "study.json").read_text())
-    lines += ["", f"Study wall time {index['wall_s']:.0f} s (`{index['command']}`, runs two at a time)."]
+    lines += ["", f"Study wall time {study.wall_s:.0f} s (`{study.command}`, runs two at a time)."]
     return "\n".join(lines)
 
 
