@@ -142,6 +142,79 @@ CLAIMS: dict[str, Claim] = {
             command="python -m experiments.kd_study",
         ),
         Claim(
+            name="lowres-preset",
+            statement=(
+                "LowRes as `configs/methods/lowres.yaml` ships it (the classifier sees the HR rows only, the LR copy is "
+                "trained through LogExp) verifies the `lowres` preset's synth-lfw pairs whose probe is degraded to 16 px "
+                "(112-px scale) more accurately than the ArcFace baseline, same faces and calibrated budget "
+                "(experiments/lowres_calibration.py), without losing full-size accuracy."
+            ),
+            method="lowres",
+            baseline="baseline",
+            endpoints=(Endpoint(_LOWRES_16, min_gain=1.0, label="accuracy at 16 px"),),
+            guards=(Guard(_LOWRES_FULL, max_drop=1.0, label="accuracy at full size"),),
+            command="python -m experiments.lowres_preset_study",
+            study="lowres-preset",
+        ),
+        Claim(
+            name="lowres-paper-preset",
+            statement=(
+                "LowRes with the paper's loss (`configs/methods/lowres-paper.yaml`: ½·(CE(HR) + CE(LR)) + LogExp) verifies "
+                "the `lowres` preset's synth-lfw pairs whose probe is degraded to 16 px (112-px scale) more accurately "
+                "than the ArcFace baseline, same faces and calibrated budget, without losing full-size accuracy."
+            ),
+            method="lowres-paper",
+            baseline="baseline",
+            endpoints=(Endpoint(_LOWRES_16, min_gain=1.0, label="accuracy at 16 px"),),
+            guards=(Guard(_LOWRES_FULL, max_drop=1.0, label="accuracy at full size"),),
+            command="python -m experiments.lowres_preset_study",
+            study="lowres-preset",
+        ),
+        Claim(
+            name="search-softmax-arcface",
+            statement=(
+                "Search-Softmax (`configs/heads/search-softmax.yaml` with LossSearch: 4 candidates per policy update, "
+                "rewarded on held-out identities of its own) verifies synth-lfw pairs of default faces more accurately "
+                "than ArcFace (m = 0.5) (`configs/heads/arcface.yaml`) with the same network, logit scale s = 32, data and steps "
+                "(240 identities x 16, 40 px, 5 epochs), without losing synth-cfpfp accuracy."
+            ),
+            method="search-softmax",
+            baseline="arcface",
+            endpoints=(Endpoint("val/synth-lfw/acc", min_gain=1.0, label="synth-lfw accuracy"),),
+            guards=(Guard("val/synth-cfpfp/acc", max_drop=1.0, label="synth-cfpfp accuracy"),),
+            command="python -m experiments.search_study",
+            study="search-softmax",
+        ),
+        Claim(
+            name="search-softmax-cosface",
+            statement=(
+                "Search-Softmax (`configs/heads/search-softmax.yaml` with LossSearch: 4 candidates per policy update, "
+                "rewarded on held-out identities of its own) verifies synth-lfw pairs of default faces more accurately "
+                "than CosFace (m = 0.4) (`configs/heads/cosface.yaml`) with the same network, logit scale s = 32, data and steps "
+                "(240 identities x 16, 40 px, 5 epochs), without losing synth-cfpfp accuracy."
+            ),
+            method="search-softmax",
+            baseline="cosface",
+            endpoints=(Endpoint("val/synth-lfw/acc", min_gain=1.0, label="synth-lfw accuracy"),),
+            guards=(Guard("val/synth-cfpfp/acc", max_drop=1.0, label="synth-cfpfp accuracy"),),
+            command="python -m experiments.search_study",
+            study="search-softmax",
+        ),
+        Claim(
+            name="f2c-partial-fc",
+            statement=(
+                "F²C (`F2C(pool_fraction=0.25)` with its EMA gallery and dual loaders) verifies synth-lfw pairs of default "
+                "faces about as accurately as Partial FC (`PartialFC(sample_rate=0.25)`) with the same network, head, "
+                "optimizer steps and images per step (200 identities x 20, 32 px): not worse by 1 point or more, "
+                "and synth-cfpfp not lower by more than 1 point on average."
+            ),
+            method="f2c",
+            baseline="partial-fc",
+            endpoints=(Endpoint("val/synth-lfw/acc", min_gain=-1.0, label="synth-lfw accuracy", null=-1.0),),
+            guards=(Guard("val/synth-cfpfp/acc", max_drop=1.0, label="synth-cfpfp accuracy"),),
+            command="python -m experiments.classifier_study",
+        ),
+        Claim(
             name="poseface-preset",
             statement=(
                 "PoseFace as `configs/methods/poseface.yaml` ships it (pose-adaptive weights and disentangling) verifies "

@@ -4,7 +4,9 @@ A :class:`Claim` names the variant that carries the method, the variant it is co
 same configuration without the method, same data and budget), the seeds, and the rule:
 
 - every :class:`Endpoint` must show a paired gain (method − baseline, in points, paired by seed)
-  with a one-sided paired t-test p < ``alpha`` *and* a mean gain of at least ``min_gain``;
+  with a one-sided paired t-test p < ``alpha`` *and* a mean gain of at least ``min_gain``; the test
+  is against a gain of 0 (superiority) unless the endpoint names another ``null`` (non-inferiority:
+  ``null = min_gain = −margin``, "not worse by ``margin`` points or more");
 - every :class:`Guard` must not lose more than ``max_drop`` points on average;
 - every declared seed must have run.
 
@@ -25,14 +27,24 @@ from scipy import stats
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A metric the method must improve: one-sided paired t-test p < alpha and mean gain >= ``min_gain`` points."""
+    """A metric the method must improve: one-sided paired t-test p < alpha and mean gain >= ``min_gain`` points.
+
+    The test rejects a mean gain of ``null`` points or less: 0 for "better than the baseline"; a
+    negative ``null`` (with ``min_gain`` equal to it) for "not worse by more than ``-null`` points",
+    a non-inferiority endpoint.
+    """
 
     metric: str
     min_gain: float
     label: str = ""
+    null: float = 0.0
 
     def name(self) -> str:
         return self.label or self.metric
+
+    def test(self) -> str:
+        """The one-sided test in words."""
+        return "one-sided paired t-test" + (f" against {self.null:+g} points" if self.null else "")
 
 
 @dataclass(frozen=True)
@@ -82,9 +94,7 @@ class Claim:
 
     def rule(self) -> str:
         """The decision rule in words (printed with the verdict)."""
-        tests = " and ".join(
-            f"{e.name()} gains ≥ {_points(e.min_gain)} with one-sided paired t-test p < {self.alpha:g}" for e in self.endpoints
-        )
+        tests = " and ".join(f"{e.name()} gains ≥ {_points(e.min_gain)} with {e.test()} p < {self.alpha:g}" for e in self.endpoints)
         guards = "".join(f"; {g.name()} drops by at most {_points(g.max_drop)} on average" for g in self.guards)
         return f"shown iff, over seeds {list(self.seeds)} (each draws the data), {tests}{guards}"
 
@@ -124,11 +134,15 @@ class PairedGain:
     @property
     def p_greater(self) -> float:
         """One-sided paired t-test p-value for a mean gain > 0."""
+        return self.p_above(0.0)
+
+    def p_above(self, null: float) -> float:
+        """One-sided paired t-test p-value for a mean gain > ``null`` points."""
         if self.n < 2:
             return math.nan
         if self.std == 0.0:  # every seed gained the same: no spread to test against
-            return 0.0 if self.mean > 0 else 1.0
-        return float(stats.ttest_1samp(self.gains, 0.0, alternative="greater").pvalue)
+            return 0.0 if self.mean > null else 1.0
+        return float(stats.ttest_1samp(self.gains, null, alternative="greater").pvalue)
 
     @property
     def worst(self) -> float:
@@ -164,8 +178,9 @@ def verdict(claim: Claim, results: Mapping[str, Sequence[Mapping[str, float]]], 
     reasons = []
     for e in claim.endpoints:
         g = gains[e.metric]
-        if not g.p_greater < claim.alpha:
-            reasons.append(f"{e.name()}: p = {g.p_greater:.3f} ≥ {claim.alpha:g}")
+        p = g.p_above(e.null)
+        if not p < claim.alpha:
+            reasons.append(f"{e.name()}: p = {p:.3f} ≥ {claim.alpha:g}")
         if not g.mean >= e.min_gain:
             reasons.append(f"{e.name()}: mean gain {g.mean:+.2f} < {e.min_gain:g}")
     for guard in claim.guards:

@@ -33,7 +33,7 @@ import numpy as np
 
 from experiments.claims import CLAIMS
 from experiments.misses.report import blocks as miss_blocks
-from experiments.protocol import Claim, Verdict, paired_gain, verdict
+from experiments.protocol import Claim, Endpoint, Verdict, paired_gain, verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_V2 = ROOT / "experiments" / "out" / "v2"
@@ -59,7 +59,10 @@ DISPLAY: dict[str, dict[str, str]] = {
         "STD": "val/fairness/std",
     },
     "adasin-heads": {"synth-lfw": "val/synth-lfw/acc", "synth-cfpfp": "val/synth-cfpfp/acc"},
+    "f2c-partial-fc": {"synth-lfw": "val/synth-lfw/acc", "synth-cfpfp": "val/synth-cfpfp/acc"},
+    "search-softmax": {"synth-lfw": "val/synth-lfw/acc", "synth-cfpfp": "val/synth-cfpfp/acc"},
     "pair": {"synth-lfw": "val/synth-lfw/acc", "synth-cfpfp": "val/synth-cfpfp/acc"},
+    "lowres-preset": {f"{r} px": f"val/synth-lowres@{r}/acc" for r in (8, 16, 32)} | {"full": "val/synth-lowres@full/acc"},
 }
 
 
@@ -147,6 +150,7 @@ def section(claim: Claim, study: Study | None) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     roles = {e.metric: f"endpoint (≥ {e.min_gain:g})" for e in claim.endpoints} | {g.metric: f"guard (≥ −{g.max_drop:g})" for g in claim.guards}
+    nulls = {e.metric: e.null for e in claim.endpoints}
     for label, key in cols.items():
         g = paired_gain(study.runs[claim.method], study.runs[claim.baseline], key, study.seeds)
         if not g.n:
@@ -154,7 +158,7 @@ def section(claim: Claim, study: Study | None) -> str:
         low, high = g.interval()
         per_seed = ", ".join(f"{s}: {v:+.2f}" for s, v in zip(g.seeds, g.gains))
         lines.append(
-            f"| {label} | {roles.get(key, 'shown only')} | {g.mean:+.2f} | [{low:+.2f}, {high:+.2f}] | {_p(g.p_greater)} | {g.worst:+.2f} | {per_seed} |"
+            f"| {label} | {roles.get(key, 'shown only')} | {g.mean:+.2f} | [{low:+.2f}, {high:+.2f}] | {_p(g.p_above(nulls.get(key, 0.0)))} | {g.worst:+.2f} | {per_seed} |"
         )
     walls = {v: sum(r.get("wall_s", 0.0) for r in runs) for v, runs in _shown(claim, study).items()}
     base_wall = walls.get(claim.baseline) or float("nan")
@@ -162,6 +166,11 @@ def section(claim: Claim, study: Study | None) -> str:
     reasons = "" if not result.reasons else " — " + "; ".join(result.reasons)
     lines += ["", f"Mean wall time per run: {compute}.", "", f"**Verdict: {result.outcome}**{reasons}."]
     return "\n".join(lines)
+
+
+def _against(endpoint: Endpoint) -> str:
+    """What a non-inferiority endpoint's p tests, after the p ("" for a superiority endpoint)."""
+    return f" (against {endpoint.null:+g})" if endpoint.null else ""
 
 
 def verdict_phrase(claim: Claim, study: Study | None) -> str:
@@ -174,7 +183,7 @@ def verdict_phrase(claim: Claim, study: Study | None) -> str:
     low, high = g.interval()
     return (
         f"{result.outcome}: {first.name()} of `{claim.method}` over `{claim.baseline}` {g.mean:+.2f} points "
-        f"[95 % CI {low:+.2f}, {high:+.2f}], p {_p(g.p_greater, eq=True)}, "
+        f"[95 % CI {low:+.2f}, {high:+.2f}], p {_p(g.p_above(first.null), eq=True)}{_against(first)}, "
         f"{g.n} seeds that draw the data (`{claim.command}`)"
     )
 

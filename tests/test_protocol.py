@@ -55,6 +55,27 @@ def test_verdict_shown_only_when_every_condition_holds() -> None:
     assert partial.outcome == "incomplete"
 
 
+def test_non_inferiority_endpoint_tests_against_its_margin() -> None:
+    claim = Claim(
+        name="toy-ni", statement="toy", method="m", baseline="b",
+        endpoints=(Endpoint("acc", min_gain=-1.0, null=-1.0),), seeds=(1, 2, 3, 4, 5),
+    )  # fmt: skip
+    seeds = [1, 2, 3, 4, 5]
+    base = _runs([70] * 5, [80] * 5)
+    slightly_behind = _runs([69.6, 69.8, 69.7, 69.9, 69.5], [80] * 5)  # -0.3 on average, tight
+    held = verdict(claim, {"m": slightly_behind, "b": base}, seeds)
+    assert held.outcome == "shown"
+    g = held.gains["acc"]
+    assert g.p_above(-1.0) < 0.05 < g.p_greater  # behind the baseline, yet not by a point
+    shifted = [x + 1.0 for x in g.gains]
+    from scipy import stats
+
+    assert g.p_above(-1.0) == pytest.approx(stats.ttest_1samp(shifted, 0.0, alternative="greater").pvalue, rel=1e-12)
+    far_behind = verdict(claim, {"m": _runs([68.5, 68.8, 68.7, 68.9, 68.6], [80] * 5), "b": base}, seeds)
+    assert far_behind.outcome == "not shown" and any("p =" in r for r in far_behind.reasons)
+    assert "against -1 points" in claim.rule()
+
+
 def test_every_claim_is_well_formed() -> None:
     for name, claim in CLAIMS.items():
         assert claim.name == name and claim.method != claim.baseline and claim.endpoints
