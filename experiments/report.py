@@ -200,7 +200,7 @@ CALIBRATIONS: dict[str, tuple[str, str]] = {
     "calibration-noise": ("coteaching-calibration", "val/synth-lfw/acc"),
     "calibration-lowres": ("lowres-preset-calibration", "val/synth-lfw/acc"),
     # the first lowres calibration (the recipe's learning rate 0.1, warm-up 5 %), kept as the reason for the change
-    "calibration-lowres-lr0.1": ("lowres-preset-calibration-lr0.1", "val/synth-lfw/acc"),
+    "calibration-lowres-first": ("lowres-preset-calibration-lr0.1", "val/synth-lfw/acc"),
 }
 #: generated block -> (folder of a study's auxiliary runs, e.g. the KD teachers, metric it shows)
 AUXILIARY: dict[str, tuple[str, str]] = {"kd-teachers": ("kd-preset-teachers", "val/synth-lfw/acc")}
@@ -299,6 +299,11 @@ def render(text: str, generated: Mapping[str, str], where: str) -> str:
             raise KeyError(f"{where}: no claim {name!r} for its verdict line")
         return f"# Verdict ({name}): {generated[f'verdict:{name}']}"
 
+    opened = re.findall(r"<!-- generated:([^ ]+) -->", text)
+    matched = [m.group("name") for m in BLOCK.finditer(text)]
+    if len(opened) != len(matched):
+        unmatched = sorted(set(opened) - set(matched)) or opened
+        raise KeyError(f"{where}: generated block(s) {unmatched} without a matching end marker or with a name other than letters, digits, '_' and '-'")
     return VERDICT_LINE.sub(line, BLOCK.sub(block, text))
 
 

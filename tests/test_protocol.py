@@ -142,3 +142,14 @@ def test_every_run_was_made_after_its_claim_was_declared() -> None:
         for commit in [] if study is None else _full_commits(study):
             if commit in have:
                 assert declared_at(commit, name) == claim, f"{name}: a run at {commit[:7]} predates its claim as declared now"
+
+
+def test_a_block_the_generator_cannot_match_is_an_error() -> None:
+    from experiments.report import render
+
+    good = "a\n<!-- generated:x -->\nold\n<!-- /generated:x -->\n"
+    assert render(good, {"x": "new"}, "doc") == "a\n<!-- generated:x -->\nnew\n<!-- /generated:x -->\n"
+    with pytest.raises(KeyError, match="y.1"):  # a dot in the name: never matched, so never regenerated
+        render("<!-- generated:y.1 -->\n<!-- /generated:y.1 -->\n", {"y.1": "new"}, "doc")
+    with pytest.raises(KeyError, match="without a matching end marker"):
+        render("<!-- generated:x -->\nold\n", {"x": "new"}, "doc")
