@@ -276,6 +276,9 @@ def blocks(out_dir: Path = OUT_V2) -> dict[str, str]:
     out = {"summary": summary(studies), "evidence": summary(studies).replace("](#", "](docs/results.md#")}
     out.update({name: calibration_section(out_dir / folder, metric) for name, (folder, metric) in CALIBRATIONS.items()})
     out.update({name: calibration_section(out_dir / folder, metric, "the study's seeds") for name, (folder, metric) in AUXILIARY.items()})
+    from experiments.misses import EXPERIMENTS as MISSES
+
+    out.update({f"miss-{name}": f"Not run yet (`python -m experiments.misses --only {name}`)." for name in MISSES})
     out.update({name: text.rstrip("\n") for name, text in miss_blocks(out_dir / "misses").items()})
     out["misses-summary"] = misses_summary(out_dir / "misses")
     out.update({f"study-{folder}": study_table(folder, out_dir) for folder in sorted({c.study for c in CLAIMS.values() if c.study})})

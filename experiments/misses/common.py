@@ -80,3 +80,19 @@ def read_run(name: str, out_dir: Path = OUT) -> dict[str, Any]:
 def pct(x: float) -> str:
     """A fraction as a percentage with two decimals."""
     return f"{100.0 * x:.2f} %"
+
+
+def train(name: str, variants: Mapping[str, list[str]], seeds: list[int], seed_args: Callable[[list[str], int], list[str]],
+          quick: bool, out_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Fit the diagnosis runs of experiment ``name`` (variant -> runs in ``seeds`` order), two at a time.
+
+    The runner of the v2 studies (cached by code version and every argument, provenance in each
+    run file) into ``out_dir/misses-<name>/``; a diagnosis reports no claim, so it declares none.
+    """
+    from experiments.protocol import Claim, Endpoint
+    from experiments.study import run_study
+
+    first = next(iter(variants))
+    diagnosis = Claim(name=f"misses-{name}", statement="diagnosis runs of a miss (not a claim)", method=first, baseline=first,
+                      endpoints=(Endpoint("val/synth-lfw/acc", 0.0),), seeds=())
+    return run_study(diagnosis, variants, seeds, seed_args, command(name, quick), out_dir, "", jobs=1 if quick else 2)
