@@ -188,6 +188,47 @@ def verdict_phrase(claim: Claim, study: Study | None) -> str:
     )
 
 
+#: recipe -> the claims whose studies measured it (what it ships first); a recipe with none says so
+RECIPE_CLAIMS: dict[str, tuple[str, ...]] = {
+    "recipes/arcface.yaml": (),
+    "recipes/adasin.yaml": ("adasin-heads",),
+    "recipes/poseface.yaml": ("poseface-preset",),
+    "recipes/gabn.yaml": ("gabn-preset",),
+    "recipes/coteaching.yaml": ("coteaching-selection", "coteaching", "coteaching-compute"),
+    "recipes/kd.yaml": ("kd-preset",),
+    "recipes/lowres.yaml": ("lowres-recipe", "lowres-preset", "lowres-paper-preset"),
+    "recipes/lowres-kd.yaml": (),
+    "recipes/noisy-lowres.yaml": (),
+    "recipes/triplet.yaml": ("pair-arcface-over-triplet",),
+    "recipes/ctl.yaml": ("pair-arcface-over-ctl",),
+    "recipes/finetune.yaml": ("finetune",),
+}
+#: what a recipe without a claim of its own is, in the recipe table
+NO_CLAIM = {
+    "recipes/arcface.yaml": "the baseline every study compares with",
+    "recipes/lowres-kd.yaml": "no v2 study (v1, exploratory: docs/results/v1.md)",
+    "recipes/noisy-lowres.yaml": "no v2 study (v1, exploratory: docs/results/v1.md)",
+}
+
+
+def recipe_table(studies: Mapping[str, Study | None]) -> str:
+    """Per recipe: each of its claims' computed verdict (linked) and the commands that produced them."""
+    rows = ["| recipe | v2 verdicts (computed by each claim's rule) | command |", "|---|---|---|"]
+    for recipe, names in RECIPE_CLAIMS.items():
+        if not names:
+            rows.append(f"| `{recipe}` | {NO_CLAIM[recipe]} | |")
+            continue
+        cells = []
+        for name in names:
+            study = studies.get(name)
+            outcome = study.verdict().outcome if study is not None and study.seeds else "not run yet"
+            claim = CLAIMS[name]
+            cells.append(f"[{name}](docs/results.md#{name}): **{outcome}** (`{claim.method}` over `{claim.baseline}`)")
+        commands = dict.fromkeys(f"`{CLAIMS[n].command}`" for n in names)
+        rows.append(f"| `{recipe}` | " + "; ".join(cells) + " | " + ", ".join(commands) + " |")
+    return "\n".join(rows)
+
+
 def summary(studies: Mapping[str, Study | None]) -> str:
     rows = ["| study | verdict and main endpoint |", "|---|---|"]
     for name, claim in CLAIMS.items():
@@ -273,7 +314,7 @@ def misses_summary(folder: Path) -> str:
 def blocks(out_dir: Path = OUT_V2) -> dict[str, str]:
     """Generated block name -> its content (without the markers)."""
     studies = {name: load(claim, out_dir) for name, claim in CLAIMS.items()}
-    out = {"summary": summary(studies), "evidence": summary(studies).replace("](#", "](docs/results.md#")}
+    out = {"summary": summary(studies), "evidence": summary(studies).replace("](#", "](docs/results.md#"), "recipe-verdicts": recipe_table(studies)}
     out.update({name: calibration_section(out_dir / folder, metric) for name, (folder, metric) in CALIBRATIONS.items()})
     out.update({name: calibration_section(out_dir / folder, metric, "the study's seeds") for name, (folder, metric) in AUXILIARY.items()})
     from experiments.misses import EXPERIMENTS as MISSES
@@ -313,7 +354,8 @@ def render(text: str, generated: Mapping[str, str], where: str) -> str:
 def targets(root: Path = ROOT) -> list[Path]:
     """The files with generated parts: docs/results.md, README.md and every recipe with a verdict line."""
     files = [root / "docs" / "results.md", root / "docs" / "results" / "misses.md", root / "README.md"]
-    return files + sorted(p for p in (root / "recipes").glob("*.yaml") if VERDICT_LINE.search(p.read_text()))
+    yamls = sorted((root / "recipes").glob("*.yaml")) + sorted((root / "configs").glob("*/*.yaml"))
+    return files + [p for p in yamls if VERDICT_LINE.search(p.read_text())]
 
 
 def stale(root: Path = ROOT, out_dir: Path = OUT_V2) -> list[str]:

@@ -153,3 +153,13 @@ def test_a_block_the_generator_cannot_match_is_an_error() -> None:
         render("<!-- generated:y.1 -->\n<!-- /generated:y.1 -->\n", {"y.1": "new"}, "doc")
     with pytest.raises(KeyError, match="without a matching end marker"):
         render("<!-- generated:x -->\nold\n", {"x": "new"}, "doc")
+
+
+def test_every_recipe_has_a_row_in_the_verdict_table() -> None:
+    from experiments.report import NO_CLAIM, RECIPE_CLAIMS
+
+    shipped = {f"recipes/{p.name}" for p in (ROOT / "recipes").glob("*.yaml")}
+    assert set(RECIPE_CLAIMS) == shipped, "list a new recipe in experiments/report.py RECIPE_CLAIMS"
+    for recipe, names in RECIPE_CLAIMS.items():
+        assert all(n in CLAIMS for n in names), recipe
+        assert names or recipe in NO_CLAIM, f"{recipe}: no claim and no word on why"
