@@ -96,3 +96,16 @@ def train(name: str, variants: Mapping[str, list[str]], seeds: list[int], seed_a
     diagnosis = Claim(name=f"misses-{name}", statement="diagnosis runs of a miss (not a claim)", method=first, baseline=first,
                       endpoints=(Endpoint("val/synth-lfw/acc", 0.0),), seeds=())
     return run_study(diagnosis, variants, seeds, seed_args, command(name, quick), out_dir, "", jobs=1 if quick else 2)
+
+
+def study_runs(claim_name: str, variants: tuple[str, ...], seeds: list[int]) -> dict[str, list[dict[str, Any]]]:
+    """The committed runs of a v2 study's ``variants`` at ``seeds`` (variant -> runs in ``seeds`` order)."""
+    from experiments.claims import CLAIMS
+    from experiments.report import load
+
+    claim = CLAIMS[claim_name]
+    study = load(claim)
+    if study is None:
+        raise FileNotFoundError(f"the runs of {claim_name!r} (experiments/out/v2/{claim.folder()}/) are needed: {claim.command}")
+    index = [study.seeds.index(s) for s in seeds]
+    return {v: [study.runs[v][i] for i in index] for v in variants}

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.misses.common import Experiment, train
+from experiments.misses.common import Experiment, study_runs, train
 
 HYPOTHESIS = (
     "Co-teaching trails selection alone because the peer-agreement term at weight 1 is too strong at this "
@@ -43,8 +43,6 @@ def _acc(runs: list[dict[str, Any]]) -> list[float]:
 def measure(quick: bool, out_dir: Path) -> dict[str, Any]:
     """Train co-teaching at weight 0.25 (and, quick, at 1 and 0 too); read the study's runs at 1 and 0."""
     from experiments import coteaching_study as study_module
-    from experiments.claims import CLAIMS
-    from experiments.report import load
     from experiments.seeds import CALIBRATION_SEEDS, data_seed_args
 
     budget = study_module.QUICK if quick else study_module.BUDGET
@@ -56,11 +54,7 @@ def measure(quick: bool, out_dir: Path) -> dict[str, Any]:
     if quick:
         reference, source = {v: runs[v] for v in ("coteaching", "selection-only")}, "trained here (quick)"
     else:
-        study = load(CLAIMS["coteaching"])
-        if study is None:
-            raise FileNotFoundError("the co-teaching study's runs (experiments/out/v2/coteaching/) are needed: python -m experiments.coteaching_study")
-        index = [study.seeds.index(s) for s in seeds]
-        reference = {v: [study.runs[v][i] for i in index] for v in ("coteaching", "selection-only")}
+        reference = study_runs("coteaching", ("coteaching", "selection-only"), seeds)
         source = "experiments/out/v2/coteaching/ (the study's runs)"
     per_seed = {"weight 0": _acc(reference["selection-only"]), "weight 1": _acc(reference["coteaching"]), f"weight {WEIGHT:g}": _acc(runs["coteaching-w0.25"])}
     gap1 = float(np.mean(np.subtract(per_seed["weight 0"], per_seed["weight 1"])))

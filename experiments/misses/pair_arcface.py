@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.misses.common import Experiment, train
+from experiments.misses.common import Experiment, study_runs, train
 
 HYPOTHESIS = (
     "ArcFace trails the triplet in the pair study because 4 epochs under-train the margin softmax over "
@@ -42,8 +42,6 @@ def _acc(runs: list[dict[str, Any]]) -> list[float]:
 def measure(quick: bool, out_dir: Path) -> dict[str, Any]:
     """Train both recipes at 8 epochs (and, quick, at the study's 4 too); read the study's 4-epoch runs."""
     from experiments import pair_study
-    from experiments.claims import CLAIMS
-    from experiments.report import load
     from experiments.seeds import CALIBRATION_SEEDS, data_seed_args
 
     budget = pair_study.QUICK if quick else pair_study.BUDGET
@@ -58,11 +56,7 @@ def measure(quick: bool, out_dir: Path) -> dict[str, Any]:
         short = {v: runs[v] for v in ("arcface", "triplet")}
         reference = "trained here (quick)"
     else:
-        study = load(CLAIMS["pair-arcface-over-triplet"])
-        if study is None:
-            raise FileNotFoundError("the pair study's runs (experiments/out/v2/pair/) are needed: python -m experiments.pair_study")
-        index = [study.seeds.index(s) for s in seeds]
-        short = {v: [study.runs[v][i] for i in index] for v in ("arcface", "triplet")}
+        short = study_runs("pair-arcface-over-triplet", ("arcface", "triplet"), seeds)
         reference = "experiments/out/v2/pair/ (the study's runs)"
     per_seed = {
         "arcface-4": _acc(short["arcface"]), "triplet-4": _acc(short["triplet"]),
