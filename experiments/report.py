@@ -149,7 +149,7 @@ def section(claim: Claim, study: Study | None) -> str:
         "| metric | role | mean | 95 % CI | one-sided p | worst seed | per seed |",
         "|---|---|---|---|---|---|---|",
     ]
-    roles = {e.metric: f"endpoint (≥ {e.min_gain:g})" for e in claim.endpoints} | {g.metric: f"guard (≥ −{g.max_drop:g})" for g in claim.guards}
+    roles = {e.metric: f"endpoint (≥ {e.min_gain:g}" + (f"; p tests a gain > {e.null:+g})" if e.null else ")") for e in claim.endpoints} | {g.metric: f"guard (≥ −{g.max_drop:g})" for g in claim.guards}
     nulls = {e.metric: e.null for e in claim.endpoints}
     for label, key in cols.items():
         g = paired_gain(study.runs[claim.method], study.runs[claim.baseline], key, study.seeds)
