@@ -12,10 +12,10 @@ commit and code version, command) and :mod:`experiments.misses.report` renders t
 
 from __future__ import annotations
 
-from experiments.misses import adasin, coteaching_agreement, gabn, lowres, pair_arcface, poseface
+from experiments.misses import adasin, coteaching_agreement, gabn, lowres, pair_arcface, poseface, search_softmax
 from experiments.misses.common import Experiment
 
 #: Every experiment by name, in the order of docs/results/misses.md.
-EXPERIMENTS: dict[str, Experiment] = {m.EXPERIMENT.name: m.EXPERIMENT for m in (poseface, adasin, gabn, lowres, pair_arcface, coteaching_agreement)}
+EXPERIMENTS: dict[str, Experiment] = {m.EXPERIMENT.name: m.EXPERIMENT for m in (poseface, adasin, gabn, lowres, pair_arcface, coteaching_agreement, search_softmax)}
 
 __all__ = ["EXPERIMENTS", "Experiment"]
