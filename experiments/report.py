@@ -297,6 +297,28 @@ def study_table(folder_name: str, out_dir: Path = OUT_V2) -> str:
     return "\n".join(lines)
 
 
+#: the wall-time limit a study command should meet on the 2-core machine (issue: 30 minutes)
+WALL_LIMIT_S = 1800.0
+
+
+def wall_times(out_dir: Path = OUT_V2) -> str:
+    """Each study command's wall time as its ``study.json`` recorded it (the KD teachers' runs added to
+    their study's), and whether it is within :data:`WALL_LIMIT_S`."""
+    folders = list(dict.fromkeys(c.folder() for c in CLAIMS.values()))
+    folders += [folder for name, (folder, _) in CALIBRATIONS.items() if not name.endswith("-first")]  # not a superseded try
+    folders += [folder for folder, _ in AUXILIARY.values()]
+    totals: dict[str, float] = {}
+    for folder in folders:
+        index = out_dir / folder / "study.json"
+        if index.is_file():
+            summary = json.loads(index.read_text())
+            totals[summary["command"]] = totals.get(summary["command"], 0.0) + float(summary.get("wall_s", 0.0))
+    rows = ["| command | wall time | within 30 min |", "|---|---|---|"]
+    for command, wall in totals.items():
+        rows.append(f"| `{command}` | {wall:,.0f} s ({wall / 60:.1f} min) | {'yes' if wall <= WALL_LIMIT_S else '**no**'} |")
+    return "\n".join(rows)
+
+
 def misses_summary(folder: Path) -> str:
     """One row per missed claim's hypothesis test: the hypothesis and the outcome its rule gave."""
     from experiments.misses import EXPERIMENTS
@@ -322,6 +344,7 @@ def blocks(out_dir: Path = OUT_V2) -> dict[str, str]:
     out.update({f"miss-{name}": f"Not run yet (`python -m experiments.misses --only {name}`)." for name in MISSES})
     out.update({name: text.rstrip("\n") for name, text in miss_blocks(out_dir / "misses").items()})
     out["misses-summary"] = misses_summary(out_dir / "misses")
+    out["wall-times"] = wall_times(out_dir)
     out.update({f"study-{folder}": study_table(folder, out_dir) for folder in sorted({c.study for c in CLAIMS.values() if c.study})})
     out.update({name: section(claim, studies[name]) for name, claim in CLAIMS.items()})
     out.update({f"verdict:{name}": verdict_phrase(claim, studies[name]) for name, claim in CLAIMS.items()})
