@@ -6,7 +6,9 @@ The co-teaching study (``python -m experiments.coteaching_study``: `noise` prese
 former agreement weight 1 only +5.84 (not shown). This experiment trains co-teaching once more
 with the agreement weight at 0.25, everything else the study's, on its seeds 1-5 (same faces,
 noise draw and pairs), and sets it against the study's runs at weights 1 and 0 (fr_lightning's
-code is unchanged between the two, see the code versions in the run files).
+Python code is unchanged between the two commits; the code versions in the run files differ
+because they also hash recipes and fragments, of which only the co-teaching fragments changed in
+between, and these runs give their callbacks in full instead of reading a fragment).
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ batches of 128, 4 epochs) found `recipes/arcface.yaml` 5.91 points behind `recip
 on synth-lfw, against the literature's expectation. This experiment trains both recipes again
 for twice the epochs (8), everything else the study's, on its seeds 1-3 (the same faces and
 pairs, drawn by the seed), and sets the gap against the study's own 4-epoch runs of those seeds
-(fr_lightning's code is unchanged between the two, see the code versions in the run files).
+(fr_lightning's Python code is unchanged between the two commits; the code versions in the run
+files differ because they also hash recipes and fragments, of which only the co-teaching
+fragments, not read by these runs, changed in between).
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ candidates of a quarter epoch) found the searched head behind ArcFace and level 
 This experiment trains the same head with its modulation fixed at a = 0 (no LossSearch, so the
 target probability is left as it is: a normalised softmax at s = 32 without margin), everything
 else the study's, on its seeds 1-5 (same faces and pairs), and sets it against the study's
-searched runs of those seeds (fr_lightning's code is unchanged between the two, see the code
-versions in the run files).
+searched runs of those seeds (fr_lightning's Python code is unchanged between the two commits;
+the code versions in the run files differ because they also hash recipes and fragments, of which
+only comment lines changed in between).
 """
 
 from __future__ import annotations
