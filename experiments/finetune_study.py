@@ -19,12 +19,13 @@ verdict.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from experiments.claims import CLAIMS
 from experiments.preset_study import flow
 from experiments.seeds import data_seed_args
-from experiments.study import ROOT, fit_recorded, require_committed, run_study, work_dir
+from experiments.study import ROOT, fit_recorded, record_command_wall, require_committed, run_study, work_dir
 from experiments.study_cli import study_parser, study_plan
 
 #: renderer seed of the pre-training draw (no study seed uses it)
@@ -48,6 +49,7 @@ def budget(identities: int, per_identity: int, epochs: int, batch_size: int, pai
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    start = time.time()
     args = study_parser(__doc__).parse_args(argv)
     claim = CLAIMS["finetune"]
     plan = study_plan(claim, args)
@@ -70,7 +72,9 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
         "scratch": user_args,
         "finetune": [*user_args, f"--model.init_args.init_from={published}", "--model.init_args.backbone_lr_scale=0.1"],
     }
-    return run_study(claim, variants, seeds, lambda _args, seed: data_seed_args(user_data, seed), plan.command, args.out_dir, tag, jobs=plan.jobs)
+    results = run_study(claim, variants, seeds, lambda _args, seed: data_seed_args(user_data, seed), plan.command, args.out_dir, tag, jobs=plan.jobs)
+    record_command_wall(folder, time.time() - start)  # the pre-training run included
+    return results
 
 
 if __name__ == "__main__":

@@ -312,7 +312,8 @@ def wall_times(out_dir: Path = OUT_V2) -> str:
         index = out_dir / folder / "study.json"
         if index.is_file():
             summary = json.loads(index.read_text())
-            totals[summary["command"]] = totals.get(summary["command"], 0.0) + float(summary.get("wall_s", 0.0))
+            wall = summary.get("command_wall_s", summary.get("wall_s", 0.0))  # the whole command where recorded
+            totals[summary["command"]] = totals.get(summary["command"], 0.0) + float(wall)
     rows = ["| command | wall time | within 30 min |", "|---|---|---|"]
     for command, wall in totals.items():
         rows.append(f"| `{command}` | {wall:,.0f} s ({wall / 60:.1f} min) | {'yes' if wall <= WALL_LIMIT_S else '**no**'} |")

@@ -155,3 +155,13 @@ def _fit_tasks(claim: Claim, tasks: Sequence[tuple[str, list[str], int]], folder
         futures = [pool.submit(fit_recorded, claim, variant, args, seed, folder) for variant, args, seed in tasks]
         for future in futures:
             yield future.result()
+
+
+def record_command_wall(folder: Path, seconds: float) -> None:
+    """Add the whole command's wall time to ``folder/study.json`` (``command_wall_s``) and print it,
+    for a command that runs more than :func:`run_study` (e.g. a pre-training run first)."""
+    index = folder / "study.json"
+    summary = json.loads(index.read_text())
+    summary["command_wall_s"] = seconds
+    index.write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"command wall time {seconds:.0f} s (study runs {summary['wall_s']:.0f} s)", flush=True)
