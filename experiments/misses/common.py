@@ -109,3 +109,8 @@ def study_runs(claim_name: str, variants: tuple[str, ...], seeds: list[int]) -> 
         raise FileNotFoundError(f"the runs of {claim_name!r} (experiments/out/v2/{claim.folder()}/) are needed: {claim.command}")
     index = [study.seeds.index(s) for s in seeds]
     return {v: [study.runs[v][i] for i in index] for v in variants}
+
+
+def lfw_points(runs: list[dict[str, Any]]) -> list[float]:
+    """synth-lfw accuracy of each run, in points."""
+    return [100.0 * r["val/synth-lfw/acc"] for r in runs]

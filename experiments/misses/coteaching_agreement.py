@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.misses.common import Experiment, study_runs, train
+from experiments.misses.common import Experiment, lfw_points, study_runs, train
 
 HYPOTHESIS = (
     "Co-teaching trails selection alone because the peer-agreement term at weight 1 is too strong at this "
@@ -38,10 +38,6 @@ HALF: float = 0.5
 MIN_GAP: float = 2.0  # points
 
 
-def _acc(runs: list[dict[str, Any]]) -> list[float]:
-    return [100.0 * r["val/synth-lfw/acc"] for r in runs]
-
-
 def measure(quick: bool, out_dir: Path) -> dict[str, Any]:
     """Train co-teaching at weight 0.25 (and, quick, at 1 and 0 too); read the study's runs at 1 and 0."""
     from experiments import coteaching_study as study_module
@@ -58,7 +54,7 @@ def measure(quick: bool, out_dir: Path) -> dict[str, Any]:
     else:
         reference = study_runs("coteaching", ("coteaching", "selection-only"), seeds)
         source = "experiments/out/v2/coteaching/ (the study's runs)"
-    per_seed = {"weight 0": _acc(reference["selection-only"]), "weight 1": _acc(reference["coteaching"]), f"weight {WEIGHT:g}": _acc(runs["coteaching-w0.25"])}
+    per_seed = {"weight 0": lfw_points(reference["selection-only"]), "weight 1": lfw_points(reference["coteaching"]), f"weight {WEIGHT:g}": lfw_points(runs["coteaching-w0.25"])}
     gap1 = float(np.mean(np.subtract(per_seed["weight 0"], per_seed["weight 1"])))
     gap_w = float(np.mean(np.subtract(per_seed["weight 0"], per_seed[f"weight {WEIGHT:g}"])))
     precision = {f"weight {WEIGHT:g}": [float(r.get("train/coteaching/precision", float("nan"))) for r in runs["coteaching-w0.25"]]}

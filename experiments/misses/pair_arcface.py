@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.misses.common import Experiment, study_runs, train
+from experiments.misses.common import Experiment, lfw_points, study_runs, train
 
 HYPOTHESIS = (
     "ArcFace trails the triplet in the pair study because 4 epochs under-train the margin softmax over "
@@ -35,10 +35,6 @@ SEEDS = [1, 2, 3]
 EPOCHS = 8
 HALF: float = 0.5
 MIN_GAP: float = 1.0  # points
-
-
-def _acc(runs: list[dict[str, Any]]) -> list[float]:
-    return [100.0 * r["val/synth-lfw/acc"] for r in runs]
 
 
 def measure(quick: bool, out_dir: Path) -> dict[str, Any]:
@@ -61,8 +57,8 @@ def measure(quick: bool, out_dir: Path) -> dict[str, Any]:
         short = study_runs("pair-arcface-over-triplet", ("arcface", "triplet"), seeds)
         reference = "experiments/out/v2/pair/ (the study's runs)"
     per_seed = {
-        "arcface-4": _acc(short["arcface"]), "triplet-4": _acc(short["triplet"]),
-        "arcface-8": _acc(runs["arcface-long"]), "triplet-8": _acc(runs["triplet-long"]),
+        "arcface-4": lfw_points(short["arcface"]), "triplet-4": lfw_points(short["triplet"]),
+        "arcface-8": lfw_points(runs["arcface-long"]), "triplet-8": lfw_points(runs["triplet-long"]),
     }  # fmt: skip
     g4 = float(np.mean(np.subtract(per_seed["triplet-4"], per_seed["arcface-4"])))
     g8 = float(np.mean(np.subtract(per_seed["triplet-8"], per_seed["arcface-8"])))
